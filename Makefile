@@ -1,0 +1,32 @@
+# Two commands on a fresh machine: `make train` and `make test`. The first use creates .venv and installs.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install train test test-full lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## The main job on the embedded default data: FroSSL on scikit-learn's digits, small CNN, CPU, < 3 minutes.
+train: $(STAMP)
+	$(BIN)/python -m frossl_lit.train $(ARGS)
+
+## The test suite without the tests marked slow (well under 15 minutes on 2 cores).
+test: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-full: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests experiments
+
+clean:
+	rm -rf outputs .pytest_cache

@@ -1,0 +1,117 @@
+"""Weighted kNN evaluation on backbone features (Wu et al. 2018; the protocol of DINO and solo-learn)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+from frossl_lit.distributed import gather_rows, sum_over_ranks
+
+
+@torch.no_grad()
+def knn_predict(
+    queries: torch.Tensor,
+    bank: torch.Tensor,
+    bank_labels: torch.Tensor,
+    num_classes: int,
+    k: int = 20,
+    temperature: float = 0.07,
+    chunk_size: int = 1024,
+) -> torch.Tensor:
+    """Class scores (Q, C): cosine similarity to the bank, top-k neighbours voting with weight exp(sim / T)."""
+    queries, bank = F.normalize(queries.float(), dim=1), F.normalize(bank.float(), dim=1)
+    k = min(k, bank.shape[0])
+    scores = []
+    for chunk in queries.split(chunk_size):
+        similarity, index = (chunk @ bank.T).topk(k, dim=1)
+        votes = torch.zeros(chunk.shape[0], num_classes, device=chunk.device)
+        votes.scatter_add_(1, bank_labels[index], torch.exp(similarity / temperature))
+        scores.append(votes)
+    return torch.cat(scores)
+
+
+class KNNEvaluation(L.Callback):
+    """kNN top-1 (and top-5) of validation images against the training images, both un-augmented, in eval mode.
+
+    Runs once before the first training step (``at_start``; the value is kept as ``initial_top1`` and logged as
+    ``val/knn_top1`` at step 0) and at the end of every ``every_n_epochs``-th validation. Under DDP each rank
+    embeds its shard; the bank is gathered and the correct counts are summed, so the figure is exact.
+    """
+
+    def __init__(self, k: int = 20, temperature: float = 0.07, every_n_epochs: int = 1, at_start: bool = True) -> None:
+        if k < 1 or temperature <= 0 or every_n_epochs < 1:
+            raise ValueError(f"knn: need k >= 1, temperature > 0, every_n_epochs >= 1 (got {k}, {temperature}, {every_n_epochs})")
+        self.k, self.temperature, self.every_n_epochs, self.at_start = k, temperature, every_n_epochs, at_start
+        self.initial_top1: float | None = None
+        self.last_top1: float | None = None
+
+    @property
+    def state_key(self) -> str:
+        return "KNNEvaluation"
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self.at_start or self.initial_top1 is not None:  # resumed runs keep their initial figure
+            return
+        result = self.evaluate(trainer, pl_module)
+        if result is not None:
+            self.initial_top1 = result["val/knn_top1"]
+            for logger in trainer.loggers:
+                logger.log_metrics({"val/knn_top1": self.initial_top1}, step=trainer.global_step)
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        last_epoch = trainer.max_epochs is not None and trainer.current_epoch + 1 >= trainer.max_epochs
+        if (trainer.current_epoch + 1) % self.every_n_epochs and not last_epoch:
+            return
+        result = self.evaluate(trainer, pl_module)
+        if result is not None:
+            self.last_top1 = result["val/knn_top1"]
+            for name, value in result.items():
+                pl_module.log(name, value, sync_dist=False)
+
+    @torch.no_grad()
+    def embed(self, trainer: L.Trainer, pl_module: L.LightningModule, loader) -> tuple[torch.Tensor, torch.Tensor]:
+        transform = trainer.datamodule.augment.eval_transform
+        features, labels = [], []
+        with trainer.precision_plugin.forward_context():
+            for images, targets in loader:
+                images = transform(images.to(pl_module.device, non_blocking=True))
+                features.append(pl_module.backbone(images).float())
+                labels.append(targets.to(pl_module.device))
+        if not features:
+            empty = torch.zeros(0, pl_module.backbone.out_dim, device=pl_module.device)
+            return empty, torch.zeros(0, dtype=torch.long, device=pl_module.device)
+        return torch.cat(features), torch.cat(labels)
+
+    def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, float] | None:
+        datamodule = trainer.datamodule
+        bank_loader = datamodule.bank_dataloader() if datamodule is not None else None
+        if bank_loader is None:
+            return None  # unlabelled data: nothing to evaluate
+        was_training = pl_module.training
+        pl_module.eval()
+        bank, bank_labels = self.embed(trainer, pl_module, bank_loader)
+        queries, query_labels = self.embed(trainer, pl_module, datamodule.val_dataloader())
+        pl_module.train(was_training)
+        bank, bank_labels = gather_rows(bank), gather_rows(bank_labels)
+        num_classes = datamodule.num_classes
+        scores = knn_predict(queries, bank, bank_labels, num_classes, self.k, self.temperature)
+        top = scores.topk(min(5, num_classes), dim=1).indices
+        hits = top == query_labels[:, None]
+        counts = torch.stack([hits[:, 0].sum(), hits.any(dim=1).sum(), torch.tensor(len(query_labels), device=hits.device)])
+        correct1, correct5, total = sum_over_ranks(counts.float()).tolist()
+        result = {"val/knn_top1": correct1 / max(total, 1)}
+        if num_classes >= 5:
+            result["val/knn_top5"] = correct5 / max(total, 1)
+        return result
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"initial_top1": self.initial_top1, "last_top1": self.last_top1}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.initial_top1 = state_dict.get("initial_top1")
+        self.last_top1 = state_dict.get("last_top1")

@@ -1,0 +1,111 @@
+"""Online linear probe: a linear head on detached backbone features, trained every step with its own optimizer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
+
+
+class OnlineLinearProbe(L.Callback):
+    """Trains ``BatchNorm1d(affine=False) → Linear`` on the first view's detached features at every training
+    step, and reports ``val/probe_top1`` / ``val/probe_top5`` on the labelled validation split each epoch, in
+    eval mode.
+
+    The affine-free batch norm (the MAE linear-probe protocol) makes the probe insensitive to the scale of the
+    features, which differs widely between methods and over training. Under DDP the features and labels of all
+    ranks are gathered and every rank takes the same step from the same seeded initialisation, so the probe is
+    identical on every rank. Its weights and optimizer state are checkpointed with the run.
+    """
+
+    def __init__(self, optimizer: Callable[..., torch.optim.Optimizer] | None = None, seed: int = 0) -> None:
+        self.optimizer_factory = optimizer or (lambda params: torch.optim.SGD(params, lr=0.1, momentum=0.9))
+        self.seed = seed
+        self.head: nn.Module | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self._pending_state: dict[str, Any] | None = None
+        self.top1: MulticlassAccuracy | None = None
+        self.top5: MulticlassAccuracy | None = None
+
+    @property
+    def state_key(self) -> str:
+        return "OnlineLinearProbe"
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        num_classes = getattr(trainer.datamodule, "num_classes", 0)
+        if self.head is not None or not num_classes:
+            return
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            self.head = nn.Sequential(
+                nn.BatchNorm1d(pl_module.backbone.out_dim, affine=False),
+                nn.Linear(pl_module.backbone.out_dim, num_classes),
+            )
+        self.top1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
+        self.top5 = MulticlassAccuracy(num_classes, top_k=5, average="micro") if num_classes >= 5 else None
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.head is None:
+            return
+        self.head.to(pl_module.device)
+        for metric in (self.top1, self.top5):
+            if metric is not None:
+                metric.to(pl_module.device)
+        self.optimizer = self.optimizer_factory(self.head.parameters())
+        if self._pending_state is not None:
+            self.load_state_dict(self._pending_state)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.head is None or outputs is None:
+            return
+        features, labels = outputs["features"], outputs["labels"]
+        if trainer.world_size > 1:
+            features = pl_module.all_gather(features).flatten(0, 1)
+            labels = pl_module.all_gather(labels).flatten(0, 1)
+        self.head.train()
+        with torch.enable_grad():
+            logits = self.head(features.float())
+            loss = F.cross_entropy(logits, labels)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+        pl_module.log("train/probe_loss", loss.detach())
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if self.head is None or trainer.sanity_checking:
+            return
+        self.head.eval()
+        with torch.no_grad():
+            logits = self.head(outputs["features"].float())
+        self.top1.update(logits, outputs["labels"])
+        if self.top5 is not None:
+            self.top5.update(logits, outputs["labels"])
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if self.head is None or trainer.sanity_checking:
+            return
+        for name, metric in (("val/probe_top1", self.top1), ("val/probe_top5", self.top5)):
+            if metric is not None:
+                pl_module.log(name, metric.compute(), sync_dist=False)
+                metric.reset()
+
+    def state_dict(self) -> dict[str, Any]:
+        if self.head is None:
+            return {}
+        return {"head": self.head.state_dict(), "optimizer": self.optimizer.state_dict() if self.optimizer else None}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if not state_dict:
+            return
+        if self.head is None or self.optimizer is None:  # restored before on_fit_start built them: apply there
+            self._pending_state = state_dict
+            return
+        self.head.load_state_dict(state_dict["head"])
+        if state_dict.get("optimizer") is not None:
+            self.optimizer.load_state_dict(state_dict["optimizer"])
+        self._pending_state = None

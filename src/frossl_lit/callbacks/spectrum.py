@@ -1,0 +1,49 @@
+"""Representation diagnostics: eigenvalue spectrum of the embedding covariance and its effective rank."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+
+
+def effective_rank(eigenvalues: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """Roy & Vetterli (2007): exp of the Shannon entropy of the normalised non-negative eigenvalues."""
+    p = eigenvalues.clamp_min(0)
+    p = p / p.sum().clamp_min(eps)
+    return torch.exp(-(p * torch.log(p.clamp_min(eps))).sum())
+
+
+class SpectrumDiagnostics(L.Callback):
+    """Every ``every_n_steps`` training steps: eigenvalues of the covariance of the first view's embeddings
+    (gathered over ranks), logged as ``train/effective_rank`` and ``train/top_eigenvalue_fraction``; the spectra
+    over training are written to ``<run dir>/spectrum.npz`` (steps, eigenvalues in decreasing order).
+
+    The eigen-decomposition synchronises with the device, which is why it runs every N steps only.
+    """
+
+    def __init__(self, every_n_steps: int = 50, filename: str = "spectrum.npz") -> None:
+        self.every_n_steps, self.filename = every_n_steps, filename
+        self.steps: list[int] = []
+        self.spectra: list[np.ndarray] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if not self.every_n_steps or outputs is None or trainer.global_step % self.every_n_steps:
+            return
+        z = outputs["embeddings"].float()
+        if trainer.world_size > 1:
+            z = pl_module.all_gather(z).flatten(0, 1)
+        if z.shape[0] < 2:
+            return
+        z = z - z.mean(dim=0, keepdim=True)
+        eigenvalues = torch.linalg.eigvalsh(z.T @ z / (z.shape[0] - 1)).flip(0).clamp_min(0)
+        pl_module.log("train/effective_rank", effective_rank(eigenvalues))
+        pl_module.log("train/top_eigenvalue_fraction", eigenvalues[0] / eigenvalues.sum().clamp_min(1e-12))
+        self.steps.append(trainer.global_step)
+        self.spectra.append(eigenvalues.cpu().numpy())
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if trainer.is_global_zero and self.spectra and trainer.default_root_dir:
+            np.savez(Path(trainer.default_root_dir) / self.filename, steps=np.array(self.steps), eigenvalues=np.stack(self.spectra))

@@ -1,0 +1,58 @@
+"""Logger factories. W&B runs online only when it has a key *and* can reach its server; otherwise offline."""
+
+from __future__ import annotations
+
+import netrc
+import os
+import socket
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.utilities import rank_zero_warn
+
+
+def _wandb_key_present() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname or "api.wandb.ai"
+    try:
+        return netrc.netrc().authenticators(host) is not None
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        return False
+
+
+def _reachable(url: str, timeout: float) -> bool:
+    parsed = urlparse(url)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parsed.hostname, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def wandb_mode(requested: str = "auto", timeout: float = 3.0) -> str:
+    """``online`` / ``offline`` / ``auto``: auto is online only with an API key and a reachable server."""
+    if requested not in ("auto", "online", "offline"):
+        raise ValueError(f"logger.wandb.mode={requested!r} must be auto, online or offline")
+    if requested == "offline" or os.environ.get("WANDB_MODE") in ("offline", "disabled"):
+        return "offline"
+    if not _wandb_key_present():
+        if requested == "online":
+            rank_zero_warn("W&B: no API key (set WANDB_API_KEY or run `wandb login`); logging offline instead.")
+        return "offline"
+    url = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")
+    if not _reachable(url, timeout):
+        rank_zero_warn(f"W&B: {url} is unreachable; logging offline (sync later with `wandb sync <run dir>/wandb`).")
+        return "offline"
+    return "online"
+
+
+def wandb_logger(save_dir: str, mode: str = "auto", **kwargs: Any) -> WandbLogger:
+    """A Lightning ``WandbLogger`` whose runs land in ``<save_dir>/wandb`` and never wait on the network."""
+    Path(save_dir).mkdir(parents=True, exist_ok=True)
+    resolved = wandb_mode(mode)
+    os.environ.setdefault("WANDB_SILENT", "true")
+    return WandbLogger(save_dir=save_dir, offline=resolved == "offline", **kwargs)

@@ -1,0 +1,76 @@
+"""SSLMethod: views → backbone → projector → loss. Methods differ only in :meth:`SSLMethod.loss`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+
+from frossl_lit.distributed import Collective
+from frossl_lit.optim.param_groups import split_weight_decay
+
+
+class SSLMethod(L.LightningModule):
+    """The shared base of every method.
+
+    Args:
+        backbone: images → features, with an ``out_dim`` attribute.
+        projector: ``projector(in_dim=backbone.out_dim)`` builds the projector (a Hydra ``_partial_``).
+        optimizer: ``optimizer(param_groups)`` builds the optimizer (a Hydra ``_partial_``).
+        lr_scheduler: ``lr_scheduler(optimizer, total_steps=…)`` builds a per-step schedule, or ``None``.
+        global_batch: losses exact over the global batch under DDP; ``False`` reproduces per-GPU losses.
+
+    ``training_step`` returns, besides the loss, the detached backbone features and embeddings of the first view
+    and the labels: the online probe and the spectrum diagnostics read them from there (evaluation stays
+    outside the method's maths).
+    """
+
+    name = "ssl"
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        projector: Callable[..., nn.Module],
+        optimizer: Callable[..., torch.optim.Optimizer],
+        lr_scheduler: Callable[..., Any] | None = None,
+        global_batch: bool = True,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["backbone", "projector", "optimizer", "lr_scheduler"])
+        self.backbone = backbone
+        self.projector = projector(in_dim=backbone.out_dim)
+        self.optimizer_factory, self.scheduler_factory = optimizer, lr_scheduler
+        self.collective = Collective(global_batch=global_batch)
+
+    def loss(self, embeddings: Sequence[torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        raise NotImplementedError
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.backbone(images)
+
+    def training_step(self, batch: tuple[list[torch.Tensor], torch.Tensor], batch_idx: int) -> dict[str, Any]:
+        views, labels = batch
+        features = [self.backbone(view) for view in views]
+        embeddings = [self.projector(feature) for feature in features]
+        total, parts = self.loss(embeddings)
+        self.log("train/loss", total, prog_bar=True)
+        for part, value in parts.items():
+            self.log(f"train/{self.name}/{part}", value.sum())
+            if value.ndim == 1:
+                for view, per_view in enumerate(value):
+                    self.log(f"train/{self.name}/{part}_view{view}", per_view)
+        return {"loss": total, "features": features[0].detach(), "embeddings": embeddings[0].detach(), "labels": labels}
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
+        images, labels = batch
+        return {"features": self.backbone(images), "labels": labels}
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(split_weight_decay(self))
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer, total_steps=int(self.trainer.estimated_stepping_batches))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

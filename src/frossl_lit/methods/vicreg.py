@@ -1,0 +1,25 @@
+"""VICReg as a LightningModule: the base plus :func:`frossl_lit.losses.vicreg_loss`."""
+
+from __future__ import annotations
+
+from frossl_lit.losses.vicreg import vicreg_loss
+from frossl_lit.methods.base import SSLMethod
+
+
+class VICReg(SSLMethod):
+    """VICReg (Bardes et al., ICLR 2022); weights default to the paper's 25 / 25 / 1."""
+
+    name = "vicreg"
+
+    def __init__(
+        self, *, invariance_weight: float = 25.0, variance_weight: float = 25.0, covariance_weight: float = 1.0, **base
+    ) -> None:
+        super().__init__(**base)
+        self.weights = {
+            "invariance_weight": invariance_weight,
+            "variance_weight": variance_weight,
+            "covariance_weight": covariance_weight,
+        }
+
+    def loss(self, embeddings):
+        return vicreg_loss(embeddings, **self.weights, collective=self.collective)

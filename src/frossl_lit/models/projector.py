@@ -1,0 +1,41 @@
+"""The projector MLP shared by every method."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+
+class Projector(nn.Module):
+    """``in_dim → hidden_dims… → out_dim``; Linear-BN-ReLU for each hidden layer, a plain Linear at the end.
+
+    ``last_batch_norm`` adds an affine-free BatchNorm after the last layer (some Barlow Twins variants use it).
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        hidden_dims: Sequence[int] = (2048, 2048),
+        out_dim: int = 2048,
+        batch_norm: bool = True,
+        last_batch_norm: bool = False,
+    ) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        previous = in_dim
+        for width in hidden_dims:
+            layers.append(nn.Linear(previous, width, bias=not batch_norm))
+            if batch_norm:
+                layers.append(nn.BatchNorm1d(width))
+            layers.append(nn.ReLU(inplace=True))
+            previous = width
+        layers.append(nn.Linear(previous, out_dim))
+        if last_batch_norm:
+            layers.append(nn.BatchNorm1d(out_dim, affine=False))
+        self.net = nn.Sequential(*layers)
+        self.out_dim = out_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)

@@ -1,0 +1,22 @@
+"""Parameter groups: biases and normalisation parameters get no weight decay (nor LARS adaptation)."""
+
+from __future__ import annotations
+
+from torch import nn
+
+_NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
+
+
+def split_weight_decay(model: nn.Module) -> list[dict]:
+    """Two groups: weights that decay, and biases + norm parameters with ``weight_decay=0`` and
+    ``lars_exclude=True`` (read by LARS; other optimizers keep extra group keys and ignore them)."""
+    decay, no_decay = [], []
+    for module in model.modules():
+        for name, parameter in module.named_parameters(recurse=False):
+            if not parameter.requires_grad:
+                continue
+            (no_decay if isinstance(module, _NORM_TYPES) or name == "bias" else decay).append(parameter)
+    groups = [{"params": decay}]
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0, "lars_exclude": True})
+    return groups

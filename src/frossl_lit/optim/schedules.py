@@ -1,0 +1,36 @@
+"""Per-step learning-rate schedules."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+class WarmupCosine:
+    """Multiplier for ``LambdaLR``: linear warm-up from ``warmup_start`` to 1, then cosine to ``final``.
+
+    A callable object rather than a closure so that ``LambdaLR.state_dict()`` checkpoints it.
+    """
+
+    def __init__(self, total_steps: int, warmup_steps: int, final: float = 0.0, warmup_start: float = 0.0) -> None:
+        self.total_steps, self.warmup_steps = max(1, total_steps), min(max(0, warmup_steps), max(0, total_steps - 1))
+        self.final, self.warmup_start = final, warmup_start
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return self.warmup_start + (1 - self.warmup_start) * step / self.warmup_steps
+        progress = min(1.0, (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps))
+        return self.final + (1 - self.final) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def warmup_cosine(
+    optimizer: torch.optim.Optimizer,
+    total_steps: int,
+    warmup_fraction: float = 0.0,
+    warmup_steps: int | None = None,
+    final_fraction: float = 0.0,
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Warm-up for ``warmup_steps`` (or ``warmup_fraction`` of training), then cosine to ``final_fraction`` × lr."""
+    steps = warmup_steps if warmup_steps is not None else int(round(warmup_fraction * total_steps))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupCosine(total_steps, steps, final_fraction))

@@ -1,0 +1,93 @@
+"""The entry point end to end: the real CLI in subprocesses, resume in process."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from frossl_lit.train import train
+from tests.conftest import TINY, compose_config, run_cli
+
+
+def _summary(run_dir):
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+def test_fast_dev_run_through_the_cli(tmp_path):
+    result = run_cli([*TINY, "trainer.fast_dev_run=true", f"hydra.run.dir={tmp_path}/run"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = _summary(tmp_path / "run")
+    assert summary["method"] == "frossl" and summary["knn_top1_init"] > 0.3
+    assert summary["global_step"] == 1
+
+
+def test_short_run_writes_summary_metrics_and_checkpoints(tmp_path):
+    cfg = compose_config([*TINY, "trainer.max_epochs=2", "data.batch_size=128"], tmp_path)
+    summary = train(cfg)
+    for key in ("probe_top1", "knn_top1", "knn_top1_init", "epochs", "wall_seconds", "run_dir"):
+        assert summary[key] is not None, key
+    assert summary["epochs"] == 2 and 0 <= summary["probe_top1"] <= 1
+    assert (tmp_path / "summary.json").is_file() and (tmp_path / "checkpoints" / "last.ckpt").is_file()
+    assert (tmp_path / "spectrum.npz").is_file()
+    header = (tmp_path / "csv" / "metrics.csv").read_text().splitlines()[0]
+    for metric in ("train/loss", "train/frossl/regularizer", "train/frossl/invariance", "val/probe_top1", "val/knn_top1", "train/effective_rank"):
+        assert metric in header, metric
+
+
+def test_resume_continues_epochs_probe_and_knn_state(tmp_path):
+    adam_probe = ["callbacks.probe.optimizer._target_=torch.optim.Adam", "~callbacks.probe.optimizer.momentum", "callbacks.probe.optimizer.lr=1e-3"]
+    first = compose_config([*TINY, *adam_probe, "trainer.max_epochs=2", "data.batch_size=128"], tmp_path / "first")
+    summary = train(first)
+    last = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    saved = torch.load(last, weights_only=False, map_location="cpu")
+    steps_per_epoch = saved["global_step"] // 2
+    probe_steps = saved["callbacks"]["OnlineLinearProbe"]["optimizer"]["state"][0]["step"]
+    assert int(probe_steps) == saved["global_step"]
+
+    resumed = compose_config([*TINY, *adam_probe, "trainer.max_epochs=3", "data.batch_size=128", f"ckpt_path={last}"], tmp_path / "second")
+    resumed_summary = train(resumed)
+    assert resumed_summary["epochs"] == 3
+    assert resumed_summary["global_step"] == saved["global_step"] + steps_per_epoch
+    assert resumed_summary["knn_top1_init"] == summary["knn_top1_init"]  # not re-measured on resume
+    after = torch.load(tmp_path / "second" / "checkpoints" / "last.ckpt", weights_only=False, map_location="cpu")
+    # the probe's optimizer continued counting from the checkpoint instead of starting again
+    assert int(after["callbacks"]["OnlineLinearProbe"]["optimizer"]["state"][0]["step"]) == resumed_summary["global_step"]
+
+
+def test_missing_cifar_fails_fast_with_one_clear_message(tmp_path):
+    result = run_cli(["data=cifar10", f"paths.data_dir={tmp_path}/nothing", f"hydra.run.dir={tmp_path}/run"], cwd=tmp_path, timeout=60)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "CIFAR10 not found" in result.stderr and "data.root=" in result.stderr and "data.download=true" in result.stderr
+
+
+def test_bad_config_value_gets_a_clear_message(tmp_path):
+    result = run_cli(["method.normalization=batch", f"hydra.run.dir={tmp_path}/run"], cwd=tmp_path, timeout=60)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "method.normalization='batch' is not one of dimension, standardize, sample" in result.stderr
+
+
+def test_wandb_offline_without_key_or_network(tmp_path):
+    result = run_cli(
+        [*TINY, "logger=wandb", "trainer.max_epochs=1", f"hydra.run.dir={tmp_path}/run"],
+        cwd=tmp_path,
+        env={"WANDB_BASE_URL": "http://127.0.0.1:9", "HOME": str(tmp_path)},  # no key, nothing listening
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    assert list(runs[0].glob("run-*.wandb")), "the offline run holds no metrics file"
+
+
+def test_ddp_two_cpu_processes_one_summary(tmp_path):
+    result = run_cli(
+        [*TINY, "trainer=ddp", "trainer.devices=2", "trainer.max_epochs=1", "data.batch_size=32", f"hydra.run.dir={tmp_path}/run"],
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = _summary(tmp_path / "run")
+    assert summary["world_size"] == 2 and summary["epochs"] == 1
+    assert result.stdout.count("frossl_lit summary") == 1
+    assert summary["global_step"] == 1437 // 64
