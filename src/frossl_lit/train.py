@@ -20,11 +20,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from frossl_lit.callbacks.knn import KNNEvaluation
+from frossl_lit.callbacks.online_probe import OnlineLinearProbe
 from frossl_lit.errors import UserError
-
-
-def _as_float(value: Any) -> float | None:
-    return None if value is None else float(value)
 
 
 def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule, list[L.Callback], L.Trainer]:
@@ -52,16 +49,16 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
 
-    metrics = trainer.callback_metrics
     knn = next((c for c in callbacks if isinstance(c, KNNEvaluation)), None)
+    probe = next((c for c in callbacks if isinstance(c, OnlineLinearProbe)), None)
     best = next((c.best_model_path for c in trainer.checkpoint_callbacks if c.monitor), None)
     last = Path(cfg.paths.output_dir, "checkpoints", "last.ckpt")
     summary = {
         "method": HydraConfig.get().runtime.choices.get("method"),
         "data": HydraConfig.get().runtime.choices.get("data"),
-        "probe_top1": _as_float(metrics.get("val/probe_top1")),
-        "probe_top5": _as_float(metrics.get("val/probe_top5")),
-        "knn_top1": _as_float(metrics.get("val/knn_top1")),
+        "probe_top1": probe.last_top1 if probe else None,
+        "probe_top5": probe.last_top5 if probe else None,
+        "knn_top1": knn.last_top1 if knn else None,
         "knn_top1_init": knn.initial_top1 if knn else None,
         "epochs": trainer.current_epoch,
         "global_step": trainer.global_step,

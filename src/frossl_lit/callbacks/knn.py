@@ -8,6 +8,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
+from frossl_lit.callbacks.features import extract_features
 from frossl_lit.distributed import gather_rows, sum_over_ranks
 
 
@@ -37,7 +38,9 @@ class KNNEvaluation(L.Callback):
     """kNN top-1 (and top-5) of validation images against the training images, both un-augmented, in eval mode.
 
     Runs once before the first training step (``at_start``; the value is kept as ``initial_top1`` and logged as
-    ``val/knn_top1`` at step 0) and at the end of every ``every_n_epochs``-th validation. Under DDP each rank
+    ``val/knn_top1`` at step 0), at the end of every ``every_n_epochs``-th validation, and once more when
+    training ends at a step it has not evaluated (a ``max_time`` or ``max_steps`` stop mid-epoch), so
+    ``last_top1`` always describes the final weights. Under DDP each rank
     embeds its shard; the bank is gathered and the correct counts are summed, so the figure is exact.
     """
 
@@ -47,6 +50,7 @@ class KNNEvaluation(L.Callback):
         self.k, self.temperature, self.every_n_epochs, self.at_start = k, temperature, every_n_epochs, at_start
         self.initial_top1: float | None = None
         self.last_top1: float | None = None
+        self.last_step: int | None = None
 
     @property
     def state_key(self) -> str:
@@ -61,6 +65,15 @@ class KNNEvaluation(L.Callback):
             for logger in trainer.loggers:
                 logger.log_metrics({"val/knn_top1": self.initial_top1}, step=trainer.global_step)
 
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.last_step == trainer.global_step or trainer.global_step == 0:
+            return
+        result = self.evaluate(trainer, pl_module)
+        if result is not None:
+            self.last_top1, self.last_step = result["val/knn_top1"], trainer.global_step
+            for logger in trainer.loggers:
+                logger.log_metrics(result, step=trainer.global_step)
+
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
             return
@@ -69,34 +82,17 @@ class KNNEvaluation(L.Callback):
             return
         result = self.evaluate(trainer, pl_module)
         if result is not None:
-            self.last_top1 = result["val/knn_top1"]
+            self.last_top1, self.last_step = result["val/knn_top1"], trainer.global_step
             for name, value in result.items():
                 pl_module.log(name, value, sync_dist=False)
-
-    @torch.no_grad()
-    def embed(self, trainer: L.Trainer, pl_module: L.LightningModule, loader) -> tuple[torch.Tensor, torch.Tensor]:
-        transform = trainer.datamodule.augment.eval_transform
-        features, labels = [], []
-        with trainer.precision_plugin.forward_context():
-            for images, targets in loader:
-                images = transform(images.to(pl_module.device, non_blocking=True))
-                features.append(pl_module.backbone(images).float())
-                labels.append(targets.to(pl_module.device))
-        if not features:
-            empty = torch.zeros(0, pl_module.backbone.out_dim, device=pl_module.device)
-            return empty, torch.zeros(0, dtype=torch.long, device=pl_module.device)
-        return torch.cat(features), torch.cat(labels)
 
     def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, float] | None:
         datamodule = trainer.datamodule
         bank_loader = datamodule.bank_dataloader() if datamodule is not None else None
         if bank_loader is None:
             return None  # unlabelled data: nothing to evaluate
-        was_training = pl_module.training
-        pl_module.eval()
-        bank, bank_labels = self.embed(trainer, pl_module, bank_loader)
-        queries, query_labels = self.embed(trainer, pl_module, datamodule.val_dataloader())
-        pl_module.train(was_training)
+        bank, bank_labels = extract_features(trainer, pl_module, bank_loader)
+        queries, query_labels = extract_features(trainer, pl_module, datamodule.val_dataloader())
         bank, bank_labels = gather_rows(bank), gather_rows(bank_labels)
         num_classes = datamodule.num_classes
         scores = knn_predict(queries, bank, bank_labels, num_classes, self.k, self.temperature)
@@ -110,8 +106,9 @@ class KNNEvaluation(L.Callback):
         return result
 
     def state_dict(self) -> dict[str, Any]:
-        return {"initial_top1": self.initial_top1, "last_top1": self.last_top1}
+        return {"initial_top1": self.initial_top1, "last_top1": self.last_top1, "last_step": self.last_step}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.initial_top1 = state_dict.get("initial_top1")
         self.last_top1 = state_dict.get("last_top1")
+        self.last_step = state_dict.get("last_step")

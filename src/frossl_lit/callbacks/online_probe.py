@@ -11,6 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from frossl_lit.callbacks.features import extract_features
+
 
 class OnlineLinearProbe(L.Callback):
     """Trains ``BatchNorm1d(affine=False) → Linear`` on the first view's detached features at every training
@@ -20,7 +22,9 @@ class OnlineLinearProbe(L.Callback):
     The affine-free batch norm (the MAE linear-probe protocol) makes the probe insensitive to the scale of the
     features, which differs widely between methods and over training. Under DDP the features and labels of all
     ranks are gathered and every rank takes the same step from the same seeded initialisation, so the probe is
-    identical on every rank. Its weights and optimizer state are checkpointed with the run.
+    identical on every rank. Its weights and optimizer state are checkpointed with the run. When training ends
+    at a step no validation has seen (a ``max_time`` or ``max_steps`` stop mid-epoch), it evaluates once more so
+    ``last_top1`` / ``last_top5`` describe the final weights.
     """
 
     def __init__(self, optimizer: Callable[..., torch.optim.Optimizer] | None = None, seed: int = 0) -> None:
@@ -31,6 +35,9 @@ class OnlineLinearProbe(L.Callback):
         self._pending_state: dict[str, Any] | None = None
         self.top1: MulticlassAccuracy | None = None
         self.top5: MulticlassAccuracy | None = None
+        self.last_top1: float | None = None
+        self.last_top5: float | None = None
+        self.last_step: int | None = None
 
     @property
     def state_key(self) -> str:
@@ -70,7 +77,9 @@ class OnlineLinearProbe(L.Callback):
         self.head.train()
         with torch.enable_grad():
             logits = self.head(features.float())
-            loss = F.cross_entropy(logits, labels)
+            labelled = (labels >= 0).float()  # unlabelled samples (label -1, e.g. STL-10's unlabeled split) teach nothing
+            losses = F.cross_entropy(logits, labels.clamp_min(0), reduction="none")
+            loss = (losses * labelled).sum() / labelled.sum().clamp_min(1.0)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -89,15 +98,42 @@ class OnlineLinearProbe(L.Callback):
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
         if self.head is None or trainer.sanity_checking:
             return
+        for name, value in self._compute(trainer).items():
+            pl_module.log(name, value, sync_dist=False)
+
+    def _compute(self, trainer) -> dict[str, torch.Tensor]:
+        results = {}
         for name, metric in (("val/probe_top1", self.top1), ("val/probe_top5", self.top5)):
             if metric is not None:
-                pl_module.log(name, metric.compute(), sync_dist=False)
+                results[name] = metric.compute()
                 metric.reset()
+        self.last_top1 = float(results["val/probe_top1"])
+        self.last_top5 = float(results["val/probe_top5"]) if "val/probe_top5" in results else None
+        self.last_step = trainer.global_step
+        return results
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if self.head is None or self.last_step == trainer.global_step or not trainer.datamodule.has_labels:
+            return
+        features, labels = extract_features(trainer, pl_module, trainer.datamodule.val_dataloader())
+        self.head.eval()
+        with torch.no_grad():
+            logits = self.head(features)
+        for metric in (self.top1, self.top5):
+            if metric is not None:
+                metric.update(logits, labels)
+        results = self._compute(trainer)
+        for logger in trainer.loggers:
+            logger.log_metrics({k: float(v) for k, v in results.items()}, step=trainer.global_step)
 
     def state_dict(self) -> dict[str, Any]:
         if self.head is None:
             return {}
-        return {"head": self.head.state_dict(), "optimizer": self.optimizer.state_dict() if self.optimizer else None}
+        return {
+            "head": self.head.state_dict(),
+            "optimizer": self.optimizer.state_dict() if self.optimizer else None,
+            "last": (self.last_top1, self.last_top5, self.last_step),
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         if not state_dict:
@@ -106,6 +142,7 @@ class OnlineLinearProbe(L.Callback):
             self._pending_state = state_dict
             return
         self.head.load_state_dict(state_dict["head"])
+        self.last_top1, self.last_top5, self.last_step = state_dict.get("last", (None, None, None))
         if state_dict.get("optimizer") is not None:
             self.optimizer.load_state_dict(state_dict["optimizer"])
         self._pending_state = None

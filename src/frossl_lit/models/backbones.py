@@ -32,9 +32,12 @@ def resnet(name: str = "resnet18", cifar_stem: bool = False, in_channels: int = 
 
 
 class SmallCNN(nn.Module):
-    """Conv-BN-ReLU stages, each followed by 2×2 max-pooling except the last, then global average pooling.
+    """An all-convolutional net: Conv3×3-BN-ReLU stages, the first at stride 1 and each later one at stride 2,
+    then global average pooling.
 
-    About 800 images/s of 32×32 training on 2 CPU cores at widths (32, 64, 128, 256); the default for digits.
+    Strided convolutions rather than max-pooling: a random max-pooled CNN is already a strong kNN feature on
+    small images (0.94 top-1 on digits), which hides what self-supervision learns; the strided net starts near
+    0.87 and learns as far. Widths (32, 64, 128, 256) train at several hundred 32×32 images/s on 2 CPU cores.
     """
 
     def __init__(self, widths: tuple[int, ...] | list[int] = (32, 64, 128), in_channels: int = 3) -> None:
@@ -42,9 +45,8 @@ class SmallCNN(nn.Module):
         layers: list[nn.Module] = []
         previous = in_channels
         for index, width in enumerate(widths):
-            layers += [nn.Conv2d(previous, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
-            if index < len(widths) - 1:
-                layers.append(nn.MaxPool2d(2, ceil_mode=True))
+            stride = 1 if index == 0 else 2
+            layers += [nn.Conv2d(previous, width, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
             previous = width
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
