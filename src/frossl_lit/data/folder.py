@@ -1,0 +1,209 @@
+"""Image folders: ImageNet (``train/`` and ``val/`` class folders), ImageNet-100 and any user folder.
+
+Decoding and the random-resized crop of each view run in DataLoader workers (one crop per view, at the view's
+size, uint8); flips, colour, blur and solarisation run batched on the device (:class:`ViewAugment` with
+``crop_on_device=False``). A folder with class subfolders is labelled (probe and kNN run); a flat folder of images
+is unlabelled (pretraining only: no probe, no kNN, no crash).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+
+from frossl_lit.data.base import SSLDataModule
+from frossl_lit.errors import DataNotFoundError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff", ".gif")
+BAD_IMAGE_POLICIES = ("fail", "skip")
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+
+
+def scan_folder(root: Path, labelled: bool | None = None, classes: list[str] | None = None):
+    """``(paths, labels or None, class names)`` of an image folder.
+
+    Labelled when ``root`` has subfolders holding images (one class per subfolder, sorted by name, or the
+    order of ``classes``); unlabelled when the images lie in ``root`` itself. ``labelled=None`` decides alone.
+    """
+    if not root.is_dir():
+        raise DataNotFoundError(f"image folder {root} does not exist; point data.root (or data.train_dir) at it")
+    subfolders = sorted(p for p in root.iterdir() if p.is_dir())
+    if classes is not None:
+        present = {p.name for p in subfolders}
+        missing = [c for c in classes if c not in present]
+        if missing:
+            raise DataNotFoundError(
+                f"{root} lacks {len(missing)} of the {len(classes)} class folders this dataset needs "
+                f"(first: {', '.join(missing[:5])}). Is data.root the ImageNet folder holding train/ and val/?"
+            )
+        subfolders = [root / c for c in classes]
+    if labelled is None:
+        labelled = classes is not None or any(_images_in(p) for p in subfolders)
+    if labelled:
+        paths, labels = [], []
+        for index, folder in enumerate(subfolders):
+            found = _images_in(folder)
+            paths += found
+            labels += [index] * len(found)
+        names = [p.name for p in subfolders]
+    else:
+        paths, labels, names = _images_in(root), None, []
+    if not paths:
+        raise DataNotFoundError(
+            f"no images found under {root} (looked for {', '.join(IMAGE_EXTENSIONS)}). A labelled folder holds one "
+            f"subfolder of images per class; an unlabelled one holds the images directly."
+        )
+    return paths, (torch.tensor(labels) if labels is not None else None), names
+
+
+def decode_rgb(path: Path) -> torch.Tensor:
+    """uint8 (3, H, W); torchvision's decoders (libjpeg-turbo, libpng) first, Pillow for other formats."""
+    import torchvision.io as tvio
+
+    try:
+        return tvio.decode_image(tvio.read_file(str(path)), mode=tvio.ImageReadMode.RGB)
+    except (RuntimeError, ValueError):
+        from PIL import Image
+
+        with Image.open(path) as image:
+            image = image.convert("RGB")
+            return torch.from_numpy(__import__("numpy").asarray(image).copy()).permute(2, 0, 1).contiguous()
+
+
+class ImageFiles(Dataset):
+    """Images from files. Training (``crops`` given): a tuple of per-view random-resized crops (uint8).
+    Evaluation: resize the short side to ``resize`` and centre-crop ``size``."""
+
+    def __init__(self, paths, labels, crops=None, size: int = 224, resize: int = 256, on_bad_image: str = "fail") -> None:
+        if on_bad_image not in BAD_IMAGE_POLICIES:
+            raise ValueError(f"data.on_bad_image={on_bad_image!r} must be one of {', '.join(BAD_IMAGE_POLICIES)}")
+        self.paths, self.crops, self.size, self.resize, self.on_bad_image = paths, crops, size, resize, on_bad_image
+        self.labels = labels if labels is not None else torch.full((len(paths),), -1, dtype=torch.long)
+        self._transforms = None
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def _build(self):
+        from torchvision.transforms import v2
+
+        if self.crops is not None:
+            return [v2.RandomResizedCrop(size, scale=tuple(scale), ratio=tuple(ratio), antialias=True) for size, scale, ratio in self.crops]
+        return v2.Compose([v2.Resize(self.resize, antialias=True), v2.CenterCrop(self.size)])
+
+    def load(self, index: int) -> torch.Tensor:
+        for attempt in range(len(self.paths)):
+            path = self.paths[(index + attempt) % len(self.paths)]
+            try:
+                return decode_rgb(path)
+            except Exception as error:  # noqa: BLE001 - any decoder failure means the same to the user
+                if self.on_bad_image == "fail":
+                    raise DataNotFoundError(
+                        f"cannot read image {path} ({type(error).__name__}: {error}). Remove or replace the file, "
+                        f"or set data.on_bad_image=skip to skip unreadable images with a warning."
+                    ) from None
+                warnings.warn(f"skipping unreadable image {path}: {type(error).__name__}", stacklevel=2)
+        raise DataNotFoundError("no image in the dataset could be read")
+
+    def __getitem__(self, index) -> tuple:
+        index = int(index)
+        image = self.load(index)
+        if self._transforms is None:
+            self._transforms = self._build()
+        if self.crops is not None:
+            return tuple(crop(image) for crop in self._transforms), self.labels[index]
+        return self._transforms(image), self.labels[index]
+
+
+class ImageFolderDataModule(SSLDataModule):
+    """Any image folder, labelled by subfolders or unlabelled.
+
+    ``root/train_dir`` holds the training images; validation comes from ``root/val_dir`` when it exists, else
+    from a stratified ``val_fraction`` of a labelled training folder (unlabelled folders have no validation).
+    """
+
+    classes: list[str] | None = None
+
+    def __init__(
+        self,
+        *args,
+        root: str,
+        train_dir: str = "",
+        val_dir: str | None = None,
+        val_fraction: float = 0.1,
+        labelled: bool | None = None,
+        eval_resize: int | None = None,
+        on_bad_image: str = "fail",
+        split_seed: int = 0,
+        **kwargs,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        if on_bad_image not in BAD_IMAGE_POLICIES:
+            raise ValueError(f"data.on_bad_image={on_bad_image!r} must be one of {', '.join(BAD_IMAGE_POLICIES)}")
+        if not 0.0 <= val_fraction < 1.0:
+            raise ValueError(f"data.val_fraction={val_fraction} must lie in [0, 1)")
+        self.root = Path(root).expanduser()
+        self.train_root = self.root / train_dir if train_dir else self.root
+        self.val_root = self.root / val_dir if val_dir else None
+        self.val_fraction, self.on_bad_image, self.split_seed = val_fraction, on_bad_image, split_seed
+        self.eval_size = self.augment.eval_size or self.augment.recipes[0].size
+        self.eval_resize = eval_resize or int(round(self.eval_size * 256 / 224))
+        self.paths, self.labels, self.class_names = scan_folder(self.train_root, labelled, self.classes)
+        self.num_classes = len(self.class_names)
+        self.augment.crop_on_device = False
+
+    def _split(self):
+        if self.labels is None:
+            return (self.paths, None), None
+        if self.val_root is not None and self.val_root.is_dir():
+            val_paths, val_labels, _ = scan_folder(self.val_root, True, self.class_names)
+            return (self.paths, self.labels), (val_paths, val_labels)
+        if self.val_fraction == 0:
+            return (self.paths, self.labels), None
+        from sklearn.model_selection import train_test_split
+
+        train_idx, val_idx = train_test_split(
+            list(range(len(self.paths))), test_size=self.val_fraction, stratify=self.labels.numpy(), random_state=self.split_seed
+        )
+        pick = lambda idx: ([self.paths[i] for i in idx], self.labels[torch.tensor(idx)])  # noqa: E731
+        return pick(train_idx), pick(val_idx)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self._train is None:
+            (train_paths, train_labels), val = self._split()
+            crops = [(r.size, r.scale, r.ratio) for r in self.augment.view_recipes()]
+            self._train = ImageFiles(train_paths, train_labels, crops, on_bad_image=self.on_bad_image)
+            self._bank = ImageFiles(train_paths, train_labels, None, self.eval_size, self.eval_resize, self.on_bad_image) if val else None
+            self._val = ImageFiles(*val, None, self.eval_size, self.eval_resize, self.on_bad_image) if val else None
+            if self._val is None:
+                self.num_classes = 0  # nothing to evaluate against: no probe, no kNN
+        super().setup(stage)
+
+    def train_dataset(self) -> Dataset:
+        return self._train
+
+    def val_dataset(self) -> Dataset | None:
+        return self._val
+
+    def bank_dataset(self) -> Dataset | None:
+        return self._bank
+
+
+class ImageNetDataModule(ImageFolderDataModule):
+    """ImageNet-1k: ``root/train/<wnid>/*.JPEG`` and ``root/val/<wnid>/*.JPEG``."""
+
+    def __init__(self, *args, train_dir: str = "train", val_dir: str = "val", **kwargs) -> None:
+        super().__init__(*args, train_dir=train_dir, val_dir=val_dir, labelled=True, **kwargs)
+
+
+class ImageNet100DataModule(ImageNetDataModule):
+    """The standard 100-class ImageNet subset (CMC, Tian et al. 2019; solo-learn; the FroSSL paper), read from a
+    full ImageNet folder; the class list ships in ``frossl_lit/data/imagenet100_classes.txt``."""
+
+    classes = (Path(__file__).with_name("imagenet100_classes.txt")).read_text().split()

@@ -1,0 +1,85 @@
+"""Real on-disk formats through the real loading code, sharding, and clear messages for bad input."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+import torch
+
+from frossl_lit.data import ShardedBatchSampler, ViewAugment, ViewRecipe
+from frossl_lit.data.cifar import CIFAR100DataModule, CIFARDataModule
+from frossl_lit.data.digits import DigitsDataModule
+from frossl_lit.errors import DataNotFoundError
+from tests.conftest import write_cifar
+
+
+def _augment():
+    return ViewAugment([ViewRecipe(size=32)], [0.5] * 3, [0.25] * 3)
+
+
+def test_sharded_sampler_training_covers_disjoint_equal_batches():
+    shards = [list(ShardedBatchSampler(100, 8, shuffle=True, seed=1, rank=r, world_size=3)) for r in range(3)]
+    assert all(len(s) == 100 // 24 for s in shards)
+    flat = torch.cat([torch.cat(s) for s in shards])
+    assert len(flat) == len(set(flat.tolist())) == 4 * 24
+    sampler = ShardedBatchSampler(100, 8, shuffle=True, seed=1)
+    first = torch.cat(list(sampler))
+    sampler.set_epoch(1)
+    assert not torch.equal(first, torch.cat(list(sampler)))
+
+
+def test_sharded_sampler_evaluation_is_exact_partition():
+    shards = [torch.cat(list(ShardedBatchSampler(11, 4, shuffle=False, rank=r, world_size=2))) for r in range(2)]
+    assert sorted(torch.cat(shards).tolist()) == list(range(11))
+
+
+def test_digits_split_is_stratified_and_uint8():
+    datamodule = DigitsDataModule(_augment(), batch_size=64, image_size=16)
+    datamodule.setup()
+    images, labels = datamodule._train.images, datamodule._train.labels
+    assert images.dtype == torch.uint8 and images.shape[1:] == (3, 16, 16)
+    assert len(datamodule._train) + len(datamodule._val) == 1797
+    assert torch.bincount(datamodule._val.labels).min() >= 30
+
+
+def test_cifar10_and_100_load_from_pickle_layout(tmp_path):
+    write_cifar(tmp_path / "c10")
+    datamodule = CIFARDataModule(_augment(), root=str(tmp_path / "c10"), batch_size=16)
+    datamodule.setup()
+    assert datamodule._train.images.shape == (200, 3, 32, 32) and len(datamodule._val) == 100
+    images, labels = next(iter(datamodule.train_dataloader()))
+    assert images.shape == (16, 3, 32, 32) and images.dtype == torch.uint8
+    write_cifar(tmp_path / "c100", classes=100, hundred=True)
+    hundred = CIFAR100DataModule(_augment(), root=str(tmp_path / "c100" / "cifar-100-python"), batch_size=16)
+    hundred.setup()
+    assert hundred.num_classes == 100 and int(hundred._train.labels.max()) == 99
+
+
+def test_cifar_holdout_replaces_missing_test_batch(tmp_path):
+    folder = write_cifar(tmp_path, num_train=500)
+    (folder / "test_batch").unlink()
+    with pytest.raises(DataNotFoundError, match="holdout_fraction"):
+        CIFARDataModule(_augment(), root=str(tmp_path)).setup()
+    datamodule = CIFARDataModule(_augment(), root=str(tmp_path), holdout_fraction=0.1)
+    datamodule.setup()
+    assert len(datamodule._val) == 50 and len(datamodule._train) == 450
+
+
+def test_missing_cifar_message_names_place_and_fixes(tmp_path):
+    with pytest.raises(DataNotFoundError) as info:
+        CIFARDataModule(_augment(), root=str(tmp_path / "nowhere"))
+    message = str(info.value)
+    assert str(tmp_path / "nowhere" / "cifar-10-batches-py") in message
+    assert "data.download=true" in message and "data.root=" in message
+
+
+def test_corrupt_and_misshapen_cifar_batches_are_named(tmp_path):
+    folder = write_cifar(tmp_path)
+    (folder / "data_batch_3").write_bytes(b"\x80\x04truncated")
+    with pytest.raises(DataNotFoundError, match="data_batch_3.*truncated or corrupt"):
+        CIFARDataModule(_augment(), root=str(tmp_path)).setup()
+    with open(folder / "data_batch_3", "wb") as handle:
+        pickle.dump({"data": torch.zeros(4, 100).numpy(), "labels": [0] * 4}, handle)
+    with pytest.raises(DataNotFoundError, match=r"data_batch_3.*\(N, 3072\)"):
+        CIFARDataModule(_augment(), root=str(tmp_path)).setup()

@@ -1,0 +1,142 @@
+"""STL-10 binaries, JPEG class folders (ImageNet, ImageNet-100, any folder) and unlabelled folders through the
+real loading code and a few training steps; every bad input gets a message naming the file and the fix."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from frossl_lit.data import ViewAugment, ViewRecipe
+from frossl_lit.data.folder import ImageFolderDataModule, ImageNet100DataModule, ImageNetDataModule
+from frossl_lit.data.stl10 import STL10DataModule
+from frossl_lit.errors import DataNotFoundError
+from frossl_lit.train import train
+from tests.conftest import TINY, compose_config
+
+
+def write_stl10(root, train=40, test=30, unlabeled=50):
+    folder = root / "stl10_binary"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for split, n in (("train", train), ("test", test), ("unlabeled", unlabeled)):
+        images = rng.integers(0, 256, (n, 3, 96, 96), dtype=np.uint8)
+        images.transpose(0, 1, 3, 2).tofile(folder / f"{split}_X.bin")  # files are column-major per image
+        if split != "unlabeled":
+            (np.arange(n) % 10 + 1).astype(np.uint8).tofile(folder / f"{split}_y.bin")
+    return folder
+
+
+def write_jpegs(folder, classes=3, per_class=6, size=40, flat=False):
+    rng = np.random.default_rng(1)
+    for c in range(classes):
+        target = folder if flat else folder / f"class_{c}"
+        target.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 256, (size, size + 8, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(target / f"{c}_{i}.jpg", quality=90)
+    return folder
+
+
+def _augment(size=32):
+    return ViewAugment([ViewRecipe(size=size)], [0.5] * 3, [0.25] * 3, eval_size=size)
+
+
+def test_stl10_binary_layout_orientation_and_unlabelled_split(tmp_path):
+    folder = write_stl10(tmp_path)
+    module = STL10DataModule(_augment(96), root=str(tmp_path), batch_size=16)
+    module.setup()
+    assert len(module._train) == 90 and len(module._val) == 30 and len(module.bank_dataset()) == 40
+    raw = np.fromfile(folder / "train_X.bin", dtype=np.uint8).reshape(-1, 3, 96, 96)
+    images, labels = module.bank_dataset()[torch.tensor([0, 1])]
+    assert torch.equal(images[0], torch.from_numpy(raw[0].transpose(0, 2, 1).copy()))  # rows are rows again
+    assert labels.tolist() == [0, 1]
+    _, labels = module._train[torch.arange(90)]
+    assert (labels == -1).sum() == 50
+
+
+def test_stl10_bad_inputs_are_named(tmp_path):
+    with pytest.raises(DataNotFoundError, match="(?s)STL-10 not found.*data.download=true"):
+        STL10DataModule(_augment(96), root=str(tmp_path / "none"))
+    folder = write_stl10(tmp_path)
+    with open(folder / "test_X.bin", "ab") as handle:
+        handle.write(b"\x00" * 100)
+    with pytest.raises(DataNotFoundError, match="test_X.bin has .* bytes, not a whole number"):
+        STL10DataModule(_augment(96), root=str(tmp_path)).setup()
+
+
+def test_labelled_folder_held_out_split_and_worker_crops(tmp_path):
+    write_jpegs(tmp_path / "images", classes=3, per_class=10)
+    augment = _augment(24)
+    module = ImageFolderDataModule(augment, root=str(tmp_path / "images"), val_fraction=0.2, batch_size=8)
+    module.setup()
+    assert module.num_classes == 3 and len(module._val) == 6 and len(module._train) == 24
+    views, label = module._train[0]
+    assert len(views) == 2 and views[0].shape == (3, 24, 24) and views[0].dtype == torch.uint8
+    image, _ = module._val[0]
+    assert image.shape == (3, 24, 24)
+    out = augment(list(torch.stack([v] * 4) for v in views))
+    assert len(out) == 2 and out[0].dtype == torch.float32
+
+
+def test_unlabelled_folder_has_no_evaluation(tmp_path):
+    write_jpegs(tmp_path / "flat", classes=2, per_class=5, flat=True)
+    module = ImageFolderDataModule(_augment(), root=str(tmp_path / "flat"), batch_size=4)
+    module.setup()
+    assert module.num_classes == 0 and module.val_dataloader() == [] and module.bank_dataloader() is None
+
+
+def test_imagenet_and_imagenet100_layouts(tmp_path):
+    write_jpegs(tmp_path / "in" / "train", classes=2, per_class=3)
+    write_jpegs(tmp_path / "in" / "val", classes=2, per_class=2)
+    module = ImageNetDataModule(_augment(), root=str(tmp_path / "in"), batch_size=2)
+    module.setup()
+    assert len(module._train) == 6 and len(module._val) == 4
+    assert len(ImageNet100DataModule.classes) == 100 and ImageNet100DataModule.classes[0].startswith("n")
+    with pytest.raises(DataNotFoundError, match="lacks 100 of the 100 class folders"):
+        ImageNet100DataModule(_augment(), root=str(tmp_path / "in"))
+
+
+def test_folder_bad_inputs(tmp_path):
+    with pytest.raises(DataNotFoundError, match="does not exist"):
+        ImageFolderDataModule(_augment(), root=str(tmp_path / "missing"))
+    (tmp_path / "empty" / "a").mkdir(parents=True)
+    with pytest.raises(DataNotFoundError, match="no images found under"):
+        ImageFolderDataModule(_augment(), root=str(tmp_path / "empty"))
+    folder = write_jpegs(tmp_path / "bad", classes=2, per_class=4)
+    broken = folder / "class_0" / "0_0.jpg"
+    broken.write_bytes(broken.read_bytes()[:40])  # truncated JPEG
+    failing = ImageFolderDataModule(_augment(), root=str(folder), val_fraction=0.0, batch_size=2)
+    failing.setup()
+    index = failing._train.paths.index(broken)
+    with pytest.raises(DataNotFoundError, match=r"0_0.jpg.*data.on_bad_image=skip"):
+        failing._train[index]
+    skipping = ImageFolderDataModule(_augment(), root=str(folder), val_fraction=0.0, on_bad_image="skip", batch_size=2)
+    skipping.setup()
+    with pytest.warns(UserWarning, match="skipping unreadable image .*0_0.jpg"):
+        views, _ = skipping._train[index]
+    assert views[0].shape == (3, 32, 32)
+    with pytest.raises(ValueError, match="on_bad_image"):
+        ImageFolderDataModule(_augment(), root=str(folder), on_bad_image="ignore")
+
+
+@pytest.mark.parametrize("dataset", ["stl10", "folder_labelled", "folder_unlabelled"])
+def test_a_few_training_steps_on_each_format(dataset, tmp_path):
+    small = ["augment.recipes.0.size=32", "+augment.eval_size=32", "data.num_workers=0", "data.batch_size=8", "data.eval_batch_size=16"]
+    if dataset == "stl10":
+        write_stl10(tmp_path / "run" / "data" / "stl10")
+        overrides = ["data=stl10", *small]
+    elif dataset == "folder_labelled":
+        write_jpegs(tmp_path / "jpegs", classes=3, per_class=8)
+        overrides = ["data=folder", f"data.root={tmp_path / 'jpegs'}", "data.val_fraction=0.25", *small]
+    else:
+        write_jpegs(tmp_path / "jpegs", classes=2, per_class=8, flat=True)
+        overrides = ["data=folder", f"data.root={tmp_path / 'jpegs'}", *small]
+    cfg = compose_config([*TINY, *overrides, "trainer.max_steps=3", "trainer.max_epochs=5"], tmp_path / "run")
+    summary = train(cfg)
+    assert summary["global_step"] == 3
+    if dataset == "folder_unlabelled":
+        assert summary["probe_top1"] is None and summary["knn_top1"] is None
+    else:
+        assert summary["knn_top1_init"] is not None and summary["knn_top1"] is not None
