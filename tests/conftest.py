@@ -14,6 +14,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import open_dict
+from PIL import Image
 
 import frossl_lit
 
@@ -82,6 +83,54 @@ def write_cifar(root: Path, num_train: int = 200, num_test: int = 100, classes: 
             dump(f"data_batch_{index}", num_train // 5)
         dump("test_batch", num_test)
     return folder
+
+
+def write_stl10(root, train=40, test=30, unlabeled=50):
+    folder = root / "stl10_binary"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for split, n in (("train", train), ("test", test), ("unlabeled", unlabeled)):
+        images = rng.integers(0, 256, (n, 3, 96, 96), dtype=np.uint8)
+        images.transpose(0, 1, 3, 2).tofile(folder / f"{split}_X.bin")  # files are column-major per image
+        if split != "unlabeled":
+            (np.arange(n) % 10 + 1).astype(np.uint8).tofile(folder / f"{split}_y.bin")
+    return folder
+
+
+def write_jpegs(folder, classes=3, per_class=6, size=40, flat=False):
+    rng = np.random.default_rng(1)
+    for c in range(classes):
+        target = folder if flat else folder / f"class_{c}"
+        target.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 256, (size, size + 8, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(target / f"{c}_{i}.jpg", quality=90)
+    return folder
+
+
+IMAGENET100 = (REPO / "src" / "frossl_lit" / "data" / "imagenet100_classes.txt").read_text().split()
+
+
+def make_tiny_dataset(name: str, data_dir: Path) -> list[str]:
+    """Write a tiny copy of ``name`` in its real on-disk format where its data config looks (under ``data_dir``,
+    the run's ``paths.data_dir``); return the overrides that shrink its images for CPU tests."""
+    if name == "cifar10":
+        write_cifar(data_dir / "cifar10", num_train=40, num_test=20)
+    elif name == "cifar100":
+        write_cifar(data_dir / "cifar100", num_train=40, num_test=20, classes=100, hundred=True)
+    elif name == "stl10":
+        write_stl10(data_dir / "stl10", train=20, test=10, unlabeled=10)
+        return ["augment.recipes.0.size=32", "+augment.eval_size=32"]
+    elif name in ("imagenet", "imagenet100"):  # ImageNet-100 reads a full ImageNet folder
+        wnids = IMAGENET100 if name == "imagenet100" else ["n01440764", "n01443537"]
+        for split, count in (("train", 2), ("val", 1)):
+            for wnid in wnids:
+                write_jpegs(data_dir / "imagenet" / split / wnid, classes=1, per_class=count, size=24, flat=True)
+        return ["augment.recipes.0.size=32", "augment.recipes.1.size=32", "augment.eval_size=32"]
+    elif name == "folder":
+        write_jpegs(data_dir / "folder", classes=2, per_class=6, size=24)
+        return [f"data.root={data_dir / 'folder'}", "augment.recipes.0.size=32", "+augment.eval_size=32"]
+    return []
 
 
 @pytest.fixture(autouse=True)

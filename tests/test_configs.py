@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hydra.core.hydra_config import HydraConfig
 
 from frossl_lit.train import build
-from tests.conftest import CONF_DIR, compose_config, write_cifar
+from tests.conftest import CONF_DIR, compose_config, make_tiny_dataset
 
-GROUPS = ["method", "backbone", "data", "augment", "schedule", "trainer", "logger", "callbacks", "experiment"]
+# experiment presets are smoke-run one by one in test_experiments.py
+GROUPS = ["method", "backbone", "data", "augment", "schedule", "trainer", "logger", "callbacks"]
 
 
 def _options(group):
@@ -22,10 +22,9 @@ CASES = [(group, option) for group in GROUPS for option in _options(group)]
 @pytest.mark.parametrize("group,option", CASES, ids=[f"{g}={o}" for g, o in CASES])
 def test_every_group_option_composes_and_instantiates(group, option, tmp_path):
     overrides = [f"{group}={option}"]
-    dataset = option if group in ("data", "augment") and option.startswith("cifar") else None
-    if dataset:  # tiny files in the real pickle layout where the config looks for them
-        write_cifar(tmp_path / "data" / dataset, classes=100 if dataset == "cifar100" else 10, hundred=dataset == "cifar100")
-        overrides.insert(0, f"data={dataset}")
+    dataset = option.split("_")[0] if group in ("data", "augment") else None
+    if dataset and dataset != "digits":  # tiny files in the real format where the config looks
+        overrides = [f"data={dataset}", *make_tiny_dataset(dataset, tmp_path / "data"), f"{group}={option}"]
     if group == "method" and option != "frossl":
         overrides += ["method.projector.hidden_dims=[64]", "method.projector.out_dim=32"]
     cfg = compose_config(overrides, tmp_path)
@@ -38,6 +37,22 @@ def test_every_group_option_composes_and_instantiates(group, option, tmp_path):
     assert trainer.max_epochs == cfg.schedule.max_epochs or group == "experiment"
 
 
-def test_run_directories_are_namespaced_by_method_and_data(tmp_path):
-    cfg = compose_config(["method=vicreg", "data=digits"], tmp_path)
-    assert "vicreg_digits" in HydraConfig.get().run.dir
+@pytest.mark.parametrize("sweep", sorted(p.stem for p in (CONF_DIR / "sweep").glob("*.yaml")))
+def test_every_sweep_config_composes(sweep, tmp_path):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=[f"+sweep={sweep}"], return_hydra_config=True)
+    assert cfg.hydra.sweeper.params, sweep
+
+
+def test_evaluation_config_composes():
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("evaluate", overrides=["ckpt=x.ckpt"])
+    assert cfg.linear.epochs == 100 and cfg.knn.k == 20

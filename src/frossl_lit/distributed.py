@@ -24,13 +24,13 @@ def _dist_ready() -> bool:
 
 class _AllReduceSum(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:  # noqa: D102
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
         out = tensor.clone()
         dist.all_reduce(out, op=dist.ReduceOp.SUM)
         return out
 
     @staticmethod
-    def backward(ctx, grad_output: torch.Tensor) -> torch.Tensor:  # noqa: D102
+    def backward(ctx, grad_output: torch.Tensor) -> torch.Tensor:
         grad = grad_output.contiguous().clone()
         dist.all_reduce(grad, op=dist.ReduceOp.SUM)
         return grad
@@ -38,7 +38,7 @@ class _AllReduceSum(torch.autograd.Function):
 
 class _AllGatherCat(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:  # noqa: D102
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
         world = dist.get_world_size()
         ctx.rank, ctx.rows = dist.get_rank(), tensor.shape[0]
         parts = [torch.empty_like(tensor) for _ in range(world)]
@@ -46,7 +46,7 @@ class _AllGatherCat(torch.autograd.Function):
         return torch.cat(parts, dim=0)
 
     @staticmethod
-    def backward(ctx, grad_output: torch.Tensor) -> torch.Tensor:  # noqa: D102
+    def backward(ctx, grad_output: torch.Tensor) -> torch.Tensor:
         grad = grad_output.contiguous().clone()
         dist.all_reduce(grad, op=dist.ReduceOp.SUM)
         return grad[ctx.rank * ctx.rows : (ctx.rank + 1) * ctx.rows]

@@ -50,9 +50,14 @@ def wandb_mode(requested: str = "auto", timeout: float = 3.0) -> str:
     return "online"
 
 
-def wandb_logger(save_dir: str, mode: str = "auto", **kwargs: Any) -> WandbLogger:
-    """A Lightning ``WandbLogger`` whose runs land in ``<save_dir>/wandb`` and never wait on the network."""
+def wandb_logger(save_dir: str, mode: str = "auto", id: str | None = None, **kwargs: Any) -> WandbLogger:
+    """A Lightning ``WandbLogger`` whose runs land in ``<save_dir>/wandb`` and never wait on the network.
+
+    ``id`` continues an existing run (train.py passes the id recorded in the checkpoint it resumes from).
+    """
     Path(save_dir).mkdir(parents=True, exist_ok=True)
     resolved = wandb_mode(mode)
     os.environ.setdefault("WANDB_SILENT", "true")
+    if id is not None:
+        kwargs.update(id=id, resume="allow")
     return WandbLogger(save_dir=save_dir, offline=resolved == "offline", **kwargs)

@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from frossl_lit.callbacks.knn import KNNEvaluation
 from frossl_lit.callbacks.online_probe import OnlineLinearProbe
 from frossl_lit.errors import UserError
+from frossl_lit.hydra_ddp import single_job_command_line
 
 
 def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule, list[L.Callback], L.Trainer]:
@@ -32,11 +33,28 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule, li
         backbone=instantiate(cfg.backbone),
         optimizer=instantiate(cfg.schedule.optimizer),
         lr_scheduler=instantiate(cfg.schedule.lr_scheduler) if cfg.schedule.get("lr_scheduler") else None,
+        lr_reference_batch=cfg.schedule.get("lr_reference_batch"),
     )
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
-    loggers = [instantiate(c) for c in cfg.logger.values() if c is not None]
+    run_ids = _logger_versions(cfg.get("ckpt_path"))
+    loggers = [
+        instantiate(c, **({"id": run_ids["WandbLogger"]} if "wandb" in c._target_ and "WandbLogger" in run_ids else {}))
+        for c in cfg.logger.values()
+        if c is not None
+    ]
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
     return datamodule, model, callbacks, trainer
+
+
+def _logger_versions(ckpt_path: str | None) -> dict[str, str]:
+    """The logger run ids a checkpoint recorded (empty without a checkpoint)."""
+    if not ckpt_path:
+        return {}
+    if not Path(ckpt_path).is_file():
+        raise UserError(f"ckpt_path={ckpt_path} does not exist; point it at a run's checkpoints/last.ckpt")
+    import torch
+
+    return torch.load(ckpt_path, map_location="cpu", weights_only=False, mmap=True).get("logger_versions", {})
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -47,7 +65,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    with single_job_command_line():  # DDP children of a multirun job rejoin this job, not the sweep
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
 
     knn = next((c for c in callbacks if isinstance(c, KNNEvaluation)), None)
     probe = next((c for c in callbacks if isinstance(c, OnlineLinearProbe)), None)

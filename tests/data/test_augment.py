@@ -95,3 +95,17 @@ def test_asymmetric_recipes_cycle_over_views():
 def test_bad_recipe_values_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message):
         ViewRecipe(**kwargs)
+
+
+def test_hue_rotation_keeps_grey_and_luma_and_turns_colour():
+    from frossl_lit.data.augment import _RGB_TO_YIQ, _hue_rotation
+
+    matrices = _hue_rotation(torch.tensor([0.0, 1.0, -2.0]))
+    torch.testing.assert_close(matrices[0], torch.eye(3), atol=1e-5, rtol=0)
+    grey = torch.full((3,), 0.4)
+    for matrix in matrices:
+        torch.testing.assert_close(matrix @ grey, grey, atol=1e-5, rtol=0)  # grey stays grey
+    red = torch.tensor([0.8, 0.1, 0.1])
+    turned = matrices[1] @ red
+    torch.testing.assert_close((_RGB_TO_YIQ @ turned)[0], (_RGB_TO_YIQ @ red)[0], atol=1e-5, rtol=0)  # same luma
+    assert (turned - red).abs().max() > 0.1

@@ -37,7 +37,7 @@ def test_sharded_sampler_evaluation_is_exact_partition():
 def test_digits_split_is_stratified_and_uint8():
     datamodule = DigitsDataModule(_augment(), batch_size=64, image_size=16)
     datamodule.setup()
-    images, labels = datamodule._train.images, datamodule._train.labels
+    images = datamodule._train.images
     assert images.dtype == torch.uint8 and images.shape[1:] == (3, 16, 16)
     assert len(datamodule._train) + len(datamodule._val) == 1797
     assert torch.bincount(datamodule._val.labels).min() >= 30

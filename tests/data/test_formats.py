@@ -6,37 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from frossl_lit.data import ViewAugment, ViewRecipe
 from frossl_lit.data.folder import ImageFolderDataModule, ImageNet100DataModule, ImageNetDataModule
 from frossl_lit.data.stl10 import STL10DataModule
 from frossl_lit.errors import DataNotFoundError
 from frossl_lit.train import train
-from tests.conftest import TINY, compose_config
-
-
-def write_stl10(root, train=40, test=30, unlabeled=50):
-    folder = root / "stl10_binary"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for split, n in (("train", train), ("test", test), ("unlabeled", unlabeled)):
-        images = rng.integers(0, 256, (n, 3, 96, 96), dtype=np.uint8)
-        images.transpose(0, 1, 3, 2).tofile(folder / f"{split}_X.bin")  # files are column-major per image
-        if split != "unlabeled":
-            (np.arange(n) % 10 + 1).astype(np.uint8).tofile(folder / f"{split}_y.bin")
-    return folder
-
-
-def write_jpegs(folder, classes=3, per_class=6, size=40, flat=False):
-    rng = np.random.default_rng(1)
-    for c in range(classes):
-        target = folder if flat else folder / f"class_{c}"
-        target.mkdir(parents=True, exist_ok=True)
-        for i in range(per_class):
-            pixels = rng.integers(0, 256, (size, size + 8, 3), dtype=np.uint8)
-            Image.fromarray(pixels).save(target / f"{c}_{i}.jpg", quality=90)
-    return folder
+from tests.conftest import TINY, compose_config, write_jpegs, write_stl10
 
 
 def _augment(size=32):

@@ -11,7 +11,7 @@ from frossl_lit.losses import frossl_loss
 def reference_frossl(views, invariance_weight, normalization):
     """Literal transcription: normalise each view, K = Z^T Z / tr, log ||K||_F^2 via its eigenvalues,
     V·D·λ·MSE to the mean view, summed over views."""
-    num_views, (n, dim) = len(views), views[0].shape
+    num_views, dim = len(views), views[0].shape[1]
     normed = []
     for z in views:
         if normalization == "dimension":

@@ -1,5 +1,16 @@
 from frossl_lit.callbacks.knn import KNNEvaluation, knn_predict
 from frossl_lit.callbacks.online_probe import OnlineLinearProbe
+from frossl_lit.callbacks.plots import RunPlots, plot_run
 from frossl_lit.callbacks.spectrum import SpectrumDiagnostics, effective_rank
+from frossl_lit.callbacks.throughput import ThroughputMonitor
 
-__all__ = ["KNNEvaluation", "OnlineLinearProbe", "SpectrumDiagnostics", "effective_rank", "knn_predict"]
+__all__ = [
+    "KNNEvaluation",
+    "OnlineLinearProbe",
+    "RunPlots",
+    "SpectrumDiagnostics",
+    "ThroughputMonitor",
+    "effective_rank",
+    "knn_predict",
+    "plot_run",
+]

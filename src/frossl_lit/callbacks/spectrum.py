@@ -44,6 +44,22 @@ class SpectrumDiagnostics(L.Callback):
         self.steps.append(trainer.global_step)
         self.spectra.append(eigenvalues.cpu().numpy())
 
+        self._log_to_wandb(trainer, eigenvalues)
+
+    @staticmethod
+    def _log_to_wandb(trainer, eigenvalues: torch.Tensor) -> None:
+        """The spectrum as a W&B line plot (log scale in the UI), beside the scalar effective rank."""
+        from lightning.pytorch.loggers import WandbLogger
+
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger) and trainer.is_global_zero:
+                import wandb
+
+                values = (eigenvalues / eigenvalues.sum().clamp_min(1e-12)).cpu().tolist()
+                table = wandb.Table(data=[[i + 1, v] for i, v in enumerate(values)], columns=["index", "eigenvalue"])
+                plot = wandb.plot.line(table, "index", "eigenvalue", title=f"spectrum at step {trainer.global_step}")
+                logger.experiment.log({"train/spectrum": plot, "trainer/global_step": trainer.global_step})
+
     def on_train_end(self, trainer, pl_module) -> None:
         if trainer.is_global_zero and self.spectra and trainer.default_root_dir:
             np.savez(Path(trainer.default_root_dir) / self.filename, steps=np.array(self.steps), eigenvalues=np.stack(self.spectra))

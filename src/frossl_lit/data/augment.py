@@ -3,13 +3,14 @@
 Runs after the batch reaches the training device (``on_after_batch_transfer``): the loader only moves uint8
 images. Crop, flip and resize are one ``grid_sample`` with a per-sample affine grid; colour jitter, grayscale and
 solarisation are batched blends with per-sample factors (identity factors where a sample's coin says "skip", so
-there is no per-sample Python); hue goes through kornia's RGB↔HSV and blur through kornia's ``gaussian_blur2d``
-with a per-sample sigma. Random numbers come from the augmenter's own ``torch.Generator`` (seeded per rank), so
+there is no per-sample Python); hue is a per-sample rotation about the grey axis in YIQ space (as NVIDIA DALI
+does) and blur is kornia's ``gaussian_blur2d`` with a per-sample sigma. Random numbers come from the
+augmenter's own ``torch.Generator`` (seeded per rank), so
 augmentation does not share the global RNG and its state can be checkpointed.
 
 Differences from torchvision's per-image pipeline, by design: the colour-jitter order is one random permutation
 per view batch rather than per image, and a random-resized crop whose sampled box does not fit is clamped to the
-image instead of re-sampled up to ten times.
+image instead of re-sampled up to ten times; hue turns in YIQ rather than HSV (see :func:`_hue_rotation`).
 """
 
 from __future__ import annotations
@@ -58,6 +59,25 @@ class ViewRecipe:
 
 def _gray(x: torch.Tensor) -> torch.Tensor:
     return (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]) if x.shape[1] == 3 else x
+
+
+_RGB_TO_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+
+
+def _hue_rotation(angle: torch.Tensor) -> torch.Tensor:
+    """Per-sample 3×3 RGB matrices rotating the chroma (I, Q) plane of YIQ by ``angle`` radians.
+
+    The hue shift of NVIDIA DALI (and so of solo-learn's DALI pipeline): luma is kept, the colour turns around
+    the grey axis. One batched matrix product instead of an RGB→HSV→RGB round trip, which cost 2/3 of a view on
+    CPU; it differs from HSV's piecewise hue for strongly saturated colours.
+    """
+    to_yiq = _RGB_TO_YIQ.to(angle.device)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    rotation = torch.zeros(angle.shape[0], 3, 3, device=angle.device)
+    rotation[:, 0, 0] = 1.0
+    rotation[:, 1, 1], rotation[:, 1, 2] = cos, -sin
+    rotation[:, 2, 1], rotation[:, 2, 2] = sin, cos
+    return torch.linalg.inv(to_yiq) @ rotation @ to_yiq
 
 
 def _uniform(shape, low: float, high: float, generator, device) -> torch.Tensor:
@@ -215,15 +235,9 @@ class ViewAugment:
             s = factor(recipe.saturation)
             ops.append(lambda im: (s * im + (1 - s) * _gray(im)).clamp_(0, 1))
         if recipe.hue > 0 and x.shape[1] == 3:
-            shift = _uniform((batch, 1, 1), -recipe.hue, recipe.hue, g, device) * (2 * math.pi)
-            shift = torch.where(apply.view(-1, 1, 1), shift, torch.zeros_like(shift))
-
-            def hue(im: torch.Tensor) -> torch.Tensor:
-                hsv = kornia.color.rgb_to_hsv(im)
-                h = torch.remainder(hsv[:, 0] + shift, 2 * math.pi)
-                return kornia.color.hsv_to_rgb(torch.stack([h, hsv[:, 1], hsv[:, 2]], dim=1)).clamp_(0, 1)
-
-            ops.append(hue)
+            angle = _uniform(batch, -recipe.hue, recipe.hue, g, device) * (2 * math.pi)
+            rotation = _hue_rotation(torch.where(apply.view(-1), angle, torch.zeros_like(angle)))
+            ops.append(lambda im: torch.einsum("bij,bjhw->bihw", rotation, im).clamp_(0, 1))
         for index in torch.randperm(len(ops), generator=self.generator(torch.device("cpu"))).tolist():
             x = ops[index](x)
         return x

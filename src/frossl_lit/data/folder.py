@@ -171,7 +171,7 @@ class ImageFolderDataModule(SSLDataModule):
         train_idx, val_idx = train_test_split(
             list(range(len(self.paths))), test_size=self.val_fraction, stratify=self.labels.numpy(), random_state=self.split_seed
         )
-        pick = lambda idx: ([self.paths[i] for i in idx], self.labels[torch.tensor(idx)])  # noqa: E731
+        pick = lambda idx: ([self.paths[i] for i in idx], self.labels[torch.tensor(idx)])
         return pick(train_idx), pick(val_idx)
 
     def setup(self, stage: str | None = None) -> None:

@@ -55,7 +55,9 @@ def frossl_loss(
         invariance_v  = V · D · invariance_weight · mean_{n,d} (Z_v - mean_u Z_u)^2
 
     and the loss is the sum over views of both. Minimising the regulariser maximises the collision entropy of
-    K_v (it spreads the eigenvalue spectrum); the logarithm balances it against the invariance term.
+    K_v (it spreads the eigenvalue spectrum); the logarithm balances it against the invariance term. The
+    invariance total grows as V² against the regulariser's V, so ``V · invariance_weight`` sets the balance:
+    halve the weight when doubling the views (V = 4 at weight 1 collapsed where V = 4 at 0.5 did not).
 
     ``gram`` forces the D×D (``"features"``) or N×N (``"samples"``) Gram matrix; ``"auto"`` takes the smaller.
 

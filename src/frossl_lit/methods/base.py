@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -20,8 +21,11 @@ class SSLMethod(L.LightningModule):
         backbone: images → features, with an ``out_dim`` attribute.
         projector: ``projector(in_dim=backbone.out_dim)`` builds the projector (a Hydra ``_partial_``).
         optimizer: ``optimizer(param_groups)`` builds the optimizer (a Hydra ``_partial_``).
-        lr_scheduler: ``lr_scheduler(optimizer, total_steps=…)`` builds a per-step schedule, or ``None``.
+        lr_scheduler: ``lr_scheduler(optimizer, total_steps=…, steps_per_epoch=…)`` builds a per-step schedule,
+            or ``None``.
         global_batch: losses exact over the global batch under DDP; ``False`` reproduces per-GPU losses.
+        lr_reference_batch: when set, every learning rate is multiplied by global batch / this (the linear
+            scaling rule of the LARS recipes: lr × batch / 256).
 
     ``training_step`` returns, besides the loss, the detached backbone features and embeddings of the first view
     and the labels: the online probe and the spectrum diagnostics read them from there (evaluation stays
@@ -37,9 +41,11 @@ class SSLMethod(L.LightningModule):
         optimizer: Callable[..., torch.optim.Optimizer],
         lr_scheduler: Callable[..., Any] | None = None,
         global_batch: bool = True,
+        lr_reference_batch: int | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["backbone", "projector", "optimizer", "lr_scheduler"])
+        self.lr_reference_batch = lr_reference_batch
         self.backbone = backbone
         self.projector = projector(in_dim=backbone.out_dim)
         self.optimizer_factory, self.scheduler_factory = optimizer, lr_scheduler
@@ -68,9 +74,25 @@ class SSLMethod(L.LightningModule):
         images, labels = batch
         return {"features": self.backbone(images), "labels": labels}
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Record the loggers' run ids (e.g. the W&B run id) so that a resumed run logs to the same runs."""
+        checkpoint["logger_versions"] = {type(logger).__name__: str(logger.version) for logger in self.loggers}
+
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(split_weight_decay(self))
+        if self.lr_reference_batch:
+            trainer = self.trainer
+            global_batch = trainer.datamodule.batch_size * trainer.world_size * trainer.accumulate_grad_batches
+            for group in optimizer.param_groups:
+                group["lr"] *= global_batch / self.lr_reference_batch
         if self.scheduler_factory is None:
             return optimizer
-        scheduler = self.scheduler_factory(optimizer, total_steps=int(self.trainer.estimated_stepping_batches))
+        # the schedule spans max_epochs whole epochs: max_steps / max_time stop a run early, they do not
+        # compress its schedule (estimated_stepping_batches also sets up the train loader for the batch count)
+        estimated = int(self.trainer.estimated_stepping_batches)
+        batches = self.trainer.num_training_batches
+        steps_per_epoch = max(1, int(batches) // self.trainer.accumulate_grad_batches) if math.isfinite(batches) else estimated
+        epochs = self.trainer.max_epochs if self.trainer.max_epochs and self.trainer.max_epochs > 0 else None
+        total_steps = steps_per_epoch * epochs if epochs else estimated
+        scheduler = self.scheduler_factory(optimizer, total_steps=total_steps, steps_per_epoch=steps_per_epoch)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

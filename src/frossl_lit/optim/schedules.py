@@ -27,10 +27,15 @@ class WarmupCosine:
 def warmup_cosine(
     optimizer: torch.optim.Optimizer,
     total_steps: int,
+    steps_per_epoch: int = 1,
+    warmup_epochs: float | None = None,
     warmup_fraction: float = 0.0,
-    warmup_steps: int | None = None,
     final_fraction: float = 0.0,
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """Warm-up for ``warmup_steps`` (or ``warmup_fraction`` of training), then cosine to ``final_fraction`` × lr."""
-    steps = warmup_steps if warmup_steps is not None else int(round(warmup_fraction * total_steps))
+    """Per-step linear warm-up for ``warmup_epochs`` (or ``warmup_fraction`` of training), then cosine down to
+    ``final_fraction`` × the peak learning rate at the last step."""
+    if warmup_epochs is not None:
+        steps = int(round(warmup_epochs * steps_per_epoch))
+    else:
+        steps = int(round(warmup_fraction * total_steps))
     return torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupCosine(total_steps, steps, final_fraction))
