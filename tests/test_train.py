@@ -90,3 +90,16 @@ def test_ddp_two_cpu_processes_one_summary(tmp_path):
     assert summary["world_size"] == 2 and summary["epochs"] == 1
     assert result.stdout.count("frossl_lit summary") == 1
     assert summary["global_step"] == 1437 // 64
+
+
+def test_frossl_trains_on_many_views_and_multi_crop(tmp_path):
+    """4 large views plus 2 small crops of another size in one step: the loss takes any V views of one batch."""
+    cfg = compose_config(
+        [*TINY, "augment.num_views=4", "augment.small_views=2", "augment.small_recipe={size:8,scale:[0.2,0.5]}",
+         "method.invariance_weight=0.33", "trainer.max_steps=3", "trainer.log_every_n_steps=1", "data.batch_size=128"],
+        tmp_path,
+    )
+    summary = train(cfg)
+    assert summary["global_step"] == 3
+    header = (tmp_path / "csv" / "metrics.csv").read_text().splitlines()[0]
+    assert "train/frossl/regularizer_view5" in header and "train/frossl/regularizer_view6" not in header
