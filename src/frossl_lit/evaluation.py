@@ -70,6 +70,27 @@ def embed(backbone: nn.Module, datamodule, loader, device: torch.device, crop_re
     return torch.cat(features), torch.cat(labels)
 
 
+def top_accuracies(scores: torch.Tensor, labels: torch.Tensor, num_classes: int, prefix: str) -> dict[str, float]:
+    """``{prefix}_top1`` and (with at least 5 classes) ``{prefix}_top5`` of class scores, via torchmetrics."""
+    from torchmetrics.functional.classification import multiclass_accuracy
+
+    result = {f"{prefix}_top1": multiclass_accuracy(scores, labels, num_classes, top_k=1, average="micro").item()}
+    if num_classes >= 5:
+        result[f"{prefix}_top5"] = multiclass_accuracy(scores, labels, num_classes, top_k=5, average="micro").item()
+    return result
+
+
+def run_evaluation(name: str, evaluate, cfg: DictConfig) -> float:
+    """Run an offline evaluation; a user error prints its message alone and exits with status 2."""
+    import sys
+
+    try:
+        return evaluate(cfg)[f"{name}_top1"]
+    except UserError as error:
+        print(f"\nfrossl_lit: error: {error}\n", file=sys.stderr)
+        sys.exit(2)
+
+
 def resolve_device(name: str) -> torch.device:
     return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else "cpu" if name == "auto" else name)
 

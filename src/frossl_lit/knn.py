@@ -6,14 +6,18 @@ un-augmented training images, on the frozen backbone's features. Writes ``knn.js
 
 from __future__ import annotations
 
-import sys
-
 import hydra
 from omegaconf import DictConfig
 
 from frossl_lit.callbacks.knn import knn_predict
-from frossl_lit.errors import UserError
-from frossl_lit.evaluation import embed, load_pretrained, resolve_device, write_result
+from frossl_lit.evaluation import (
+    embed,
+    load_pretrained,
+    resolve_device,
+    run_evaluation,
+    top_accuracies,
+    write_result,
+)
 
 
 def knn_evaluation(cfg: DictConfig) -> dict:
@@ -23,28 +27,21 @@ def knn_evaluation(cfg: DictConfig) -> dict:
     bank, bank_labels = embed(backbone, datamodule, datamodule.bank_dataloader(), device)
     queries, labels = embed(backbone, datamodule, datamodule.val_dataloader(), device)
     scores = knn_predict(queries, bank, bank_labels, datamodule.num_classes, cfg.knn.k, cfg.knn.temperature)
-    top = scores.topk(min(5, datamodule.num_classes), dim=1).indices
-    hits = top == labels[:, None]
     result = {
         "ckpt": str(cfg.ckpt),
-        "knn_top1": hits[:, 0].float().mean().item(),
-        "knn_top5": hits.any(dim=1).float().mean().item(),
+        **top_accuracies(scores, labels, datamodule.num_classes, "knn"),
         "k": cfg.knn.k,
         "temperature": cfg.knn.temperature,
         "num_val": len(labels),
     }
     out = write_result(cfg.paths.output_dir, "knn", result)
-    print(f"kNN top-1 {result['knn_top1']:.4f}, top-5 {result['knn_top5']:.4f} (k={cfg.knn.k}, T={cfg.knn.temperature}) → {out}")
+    print(f"kNN top-1 {result['knn_top1']:.4f} (k={cfg.knn.k}, T={cfg.knn.temperature}) → {out}")
     return result
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
 def main(cfg: DictConfig) -> float:
-    try:
-        return knn_evaluation(cfg)["knn_top1"]
-    except UserError as error:
-        print(f"\nfrossl_lit: error: {error}\n", file=sys.stderr)
-        sys.exit(2)
+    return run_evaluation("knn", knn_evaluation, cfg)
 
 
 if __name__ == "__main__":

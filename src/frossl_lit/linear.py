@@ -9,8 +9,6 @@ on the validation split. Settings: conf/linear/standard.yaml. Writes ``linear.js
 
 from __future__ import annotations
 
-import sys
-
 import hydra
 import torch
 import torch.nn.functional as F
@@ -18,8 +16,14 @@ from omegaconf import DictConfig
 from torch import nn
 
 from frossl_lit.data.augment import ViewRecipe
-from frossl_lit.errors import UserError
-from frossl_lit.evaluation import embed, load_pretrained, resolve_device, write_result
+from frossl_lit.evaluation import (
+    embed,
+    load_pretrained,
+    resolve_device,
+    run_evaluation,
+    top_accuracies,
+    write_result,
+)
 
 
 def linear_evaluation(cfg: DictConfig) -> dict:
@@ -51,28 +55,22 @@ def linear_evaluation(cfg: DictConfig) -> dict:
     head.eval()
     features, labels = embed(backbone, datamodule, val_loader, device)
     with torch.no_grad():
-        top = head(features).topk(min(5, datamodule.num_classes), dim=1).indices
-    hits = top == labels[:, None]
+        scores = head(features)
     result = {
         "ckpt": str(cfg.ckpt),
-        "linear_top1": hits[:, 0].float().mean().item(),
-        "linear_top5": hits.any(dim=1).float().mean().item(),
+        **top_accuracies(scores, labels, datamodule.num_classes, "linear"),
         "epochs": settings.epochs,
         "augment": bool(settings.augment),
         "num_val": len(labels),
     }
     out = write_result(cfg.paths.output_dir, "linear", result)
-    print(f"linear top-1 {result['linear_top1']:.4f}, top-5 {result['linear_top5']:.4f} ({len(labels)} images) → {out}")
+    print(f"linear top-1 {result['linear_top1']:.4f} ({len(labels)} images) → {out}")
     return result
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
 def main(cfg: DictConfig) -> float:
-    try:
-        return linear_evaluation(cfg)["linear_top1"]
-    except UserError as error:
-        print(f"\nfrossl_lit: error: {error}\n", file=sys.stderr)
-        sys.exit(2)
+    return run_evaluation("linear", linear_evaluation, cfg)
 
 
 if __name__ == "__main__":
