@@ -50,11 +50,17 @@ def wandb_mode(requested: str = "auto", timeout: float = 3.0) -> str:
     return "online"
 
 
-def wandb_logger(save_dir: str, mode: str = "auto", id: str | None = None, **kwargs: Any) -> WandbLogger:
+def wandb_logger(
+    save_dir: str, mode: str = "auto", id: str | None = None, experiment: str | None = None, **kwargs: Any
+) -> WandbLogger:
     """A Lightning ``WandbLogger`` whose runs land in ``<save_dir>/wandb`` and never wait on the network.
 
     ``id`` continues an existing run (train.py passes the id recorded in the checkpoint it resumes from).
+    ``experiment`` (the preset's name, if any) becomes the group and a tag, so a preset's runs sit together.
     """
+    if experiment:
+        kwargs["group"] = experiment
+        kwargs["tags"] = [*kwargs.get("tags", []), experiment]
     Path(save_dir).mkdir(parents=True, exist_ok=True)
     resolved = wandb_mode(mode)
     os.environ.setdefault("WANDB_SILENT", "true")
