@@ -14,19 +14,14 @@ normalisation. Results are appended with the command to experiments/results/augm
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import shlex
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from _results import append_report
 
 from frossl_lit.data.augment import ViewAugment, ViewRecipe
-
-REPO = Path(__file__).resolve().parents[1]
 
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 
@@ -119,16 +114,11 @@ def main() -> None:
         + [f"| {name} | {rate:,.0f} | {rate / baseline:.1f}× |" for name, rate in rows]
     )
     print(table)
-    report = (
-        f"\n## {time.strftime('%Y-%m-%d %H:%M')} — {platform.machine()}, {len(os.sched_getaffinity(0))} cores, "
-        f"torch {torch.__version__}, {args.images} images ({'CIFAR-10' if args.root else 'random'}), batch {args.batch_size}\n\n"
-        f"Command: `python experiments/bench_augment.py {shlex.join(sys.argv[1:])}`\n\n{table}\n"
+    append_report(
+        args.out,
+        f"torch {torch.__version__}, {args.images} images ({'CIFAR-10' if args.root else 'random'}), batch {args.batch_size}",
+        table,
     )
-    out = REPO / args.out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "a") as handle:
-        handle.write(report)
-
 
 if __name__ == "__main__":
     main()

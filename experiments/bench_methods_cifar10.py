@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shlex
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from _results import REPO, append_report
 
 RUNS = {
     "frossl_v2": ["method=frossl", "augment.num_views=2"],
@@ -82,18 +81,8 @@ def main() -> None:
         )
     table = "\n".join(lines)
     print(table)
-    report = (
-        f"\n## {time.strftime('%Y-%m-%d %H:%M')} — {args.minutes:g} min per method, {platform.processor() or platform.machine()}, "
-        f"{len(__import__('os').sched_getaffinity(0))} cores\n\n"
-        f"Command: `python experiments/bench_methods_cifar10.py {shlex.join(sys.argv[1:])}`\n\n"
-        f"Common overrides: `{shlex.join(common)}`\n\n{table}\n"
-    )
-    out = REPO / args.out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "a") as handle:
-        handle.write(report)
+    out = append_report(args.out, f"{args.minutes:g} min per method", table, f"Common overrides: `{shlex.join(common)}`")
     print(f"appended to {out}")
-
 
 if __name__ == "__main__":
     main()
