@@ -19,10 +19,10 @@ from frossl_lit.losses import barlow_twins_loss, frossl_loss, vicreg_loss
 WORLD, LOCAL_BATCH, IN_DIM = 2, 12, 6
 
 LOSSES = {
-    "frossl_dimension_features": functools.partial(frossl_loss, normalization="dimension", invariance_weight=0.5),
-    "frossl_standardize": functools.partial(frossl_loss, normalization="standardize"),
-    "frossl_sample": functools.partial(frossl_loss, normalization="sample"),
-    "frossl_4views_samples_gram": functools.partial(frossl_loss, gram="samples"),
+    "frossl_official_features": functools.partial(frossl_loss, formulation="official", invariance_weight=0.5),
+    "frossl_paper_two_view": functools.partial(frossl_loss, formulation="paper_two_view"),
+    "frossl_4views_paper_multiview": functools.partial(frossl_loss, formulation="paper_multiview"),
+    "frossl_4views_balanced_samples_gram": functools.partial(frossl_loss, gram="samples", balance_views=True),
     "vicreg": vicreg_loss,
     "barlow_twins": barlow_twins_loss,
 }

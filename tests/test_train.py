@@ -63,9 +63,9 @@ def test_missing_cifar_fails_fast_with_one_clear_message(tmp_path):
 
 
 def test_bad_config_value_gets_a_clear_message(tmp_path):
-    result = run_cli(["method.normalization=batch", f"hydra.run.dir={tmp_path}/run"], cwd=tmp_path, timeout=60)
+    result = run_cli(["method.formulation=batch", f"hydra.run.dir={tmp_path}/run"], cwd=tmp_path, timeout=60)
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "method.normalization='batch' is not one of dimension, standardize, sample" in result.stderr
+    assert "method.formulation='batch' is not one of official, paper_two_view, paper_multiview" in result.stderr
 
 
 def test_wandb_offline_without_key_or_network(tmp_path):

@@ -1,4 +1,5 @@
-"""FroSSL loss pinned to a straightforward implementation of the formula (float64, values and gradients)."""
+"""FroSSL loss, each formulation pinned to a straightforward transcription of the official code it names
+(float64, values and gradients)."""
 
 from __future__ import annotations
 
@@ -8,28 +9,46 @@ import torch
 from frossl_lit.losses import frossl_loss
 
 
-def reference_frossl(views, invariance_weight, normalization):
-    """Literal transcription: normalise each view, K = Z^T Z / tr, log ||K||_F^2 via its eigenvalues,
-    V·D·λ·MSE to the mean view, summed over views."""
+def _regularizer(z):
+    """log ||K/tr K||_F^2 through the eigenvalues of the D×D Gram matrix (never the code's own branch)."""
+    k = z.T @ z
+    eigenvalues = torch.linalg.eigvalsh(k / torch.trace(k))
+    return torch.log((eigenvalues**2).sum())
+
+
+def reference_official(views, invariance_weight, balance_views=False):
+    """OFSkean/FroSSL multiview_frossl_loss_func (HEAD): F.normalize(z, dim=0), V·D·λ·MSE to the mean view."""
     num_views, dim = len(views), views[0].shape[1]
+    normed = [z / torch.sqrt((z**2).sum(dim=0)) for z in views]
+    mean_view = sum(normed) / num_views
+    factor = 2 if balance_views else num_views
+    return sum(_regularizer(z) + factor * dim * invariance_weight * ((z - mean_view) ** 2).mean() for z in normed)
+
+
+def reference_paper_two_view(views, invariance_weight):
+    """frossl_loss_func (the paper's 2-view runs): (z - mean) / std (unbiased), columns to norm √D, λ·MSE(a, b)."""
+    dim = views[0].shape[1]
     normed = []
     for z in views:
-        if normalization == "dimension":
-            z = z / torch.sqrt((z**2).sum(dim=0))
-        elif normalization == "standardize":
-            z = (z - z.mean(dim=0)) / torch.sqrt(z.var(dim=0, unbiased=False) + 1e-6)
-        else:
-            z = z / z.norm(dim=1, keepdim=True)
-        normed.append(z)
-    mean_view = sum(normed) / num_views
-    total = torch.zeros((), dtype=views[0].dtype)
-    for z in normed:
-        k = z.T @ z
-        k = k / torch.trace(k)
-        eigenvalues = torch.linalg.eigvalsh(k)
-        total = total + torch.log((eigenvalues**2).sum())
-        total = total + num_views * dim * invariance_weight * ((z - mean_view) ** 2).mean()
-    return total
+        z = (z - z.mean(dim=0)) / z.std(dim=0)
+        normed.append(dim**0.5 * z / z.norm(dim=0))
+    za, zb = normed
+    return _regularizer(za) + _regularizer(zb) + invariance_weight * ((za - zb) ** 2).mean()
+
+
+def reference_paper_multiview(views, invariance_weight):
+    """Paper-era multiview_frossl_loss_func (before 2024-08-06): rows to norm √D, λ·MSE to the mean view."""
+    dim = views[0].shape[1]
+    normed = [dim**0.5 * z / z.norm(dim=1, keepdim=True) for z in views]
+    mean_view = sum(normed) / len(normed)
+    return sum(_regularizer(z) + invariance_weight * ((z - mean_view) ** 2).mean() for z in normed)
+
+
+REFERENCES = {
+    "official": reference_official,
+    "paper_two_view": reference_paper_two_view,
+    "paper_multiview": reference_paper_multiview,
+}
 
 
 def _views(num_views, n, dim, seed=0):
@@ -41,19 +60,61 @@ def _views(num_views, n, dim, seed=0):
     ]
 
 
-@pytest.mark.parametrize("normalization", ["dimension", "standardize", "sample"])
-@pytest.mark.parametrize("num_views,n,dim", [(2, 64, 16), (4, 32, 48), (8, 20, 10), (3, 10, 40)])
-def test_matches_reference_value_and_gradients(normalization, num_views, n, dim):
-    views = _views(num_views, n, dim)
-    ours, parts = frossl_loss(views, invariance_weight=0.7, normalization=normalization)
-    reference = reference_frossl(views, 0.7, normalization)
-    torch.testing.assert_close(ours, reference, rtol=1e-9, atol=1e-9)
+CASES = [(2, 64, 16), (4, 32, 48), (8, 20, 10), (3, 10, 40)]
+FORMULATION_CASES = [
+    (formulation, *case) for formulation in REFERENCES for case in CASES if formulation != "paper_two_view" or case[0] == 2
+] + [("paper_two_view", 2, 10, 40)]
+
+
+def _assert_matches(ours, parts, reference, views):
+    torch.testing.assert_close(ours, reference, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(parts["regularizer"].sum() + parts["invariance"].sum(), ours)
-    assert parts["regularizer"].shape == (num_views,) and parts["invariance"].shape == (num_views,)
+    assert parts["regularizer"].shape == (len(views),) and parts["invariance"].shape == (len(views),)
     grads = torch.autograd.grad(ours, views)
     reference_grads = torch.autograd.grad(reference, views)
     for got, expected in zip(grads, reference_grads):
-        torch.testing.assert_close(got, expected, rtol=1e-7, atol=1e-9)
+        torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("formulation,num_views,n,dim", FORMULATION_CASES)
+def test_each_formulation_matches_its_reference_value_and_gradients(formulation, num_views, n, dim):
+    views = _views(num_views, n, dim)
+    ours, parts = frossl_loss(views, invariance_weight=0.7, formulation=formulation)
+    _assert_matches(ours, parts, REFERENCES[formulation](views, 0.7), views)
+
+
+@pytest.mark.parametrize("num_views,n,dim", CASES)
+def test_balanced_views_keep_the_two_view_weight(num_views, n, dim):
+    """balance_views: the official invariance × 2/V (identical to the official loss at V = 2)."""
+    views = _views(num_views, n, dim)
+    ours, parts = frossl_loss(views, invariance_weight=0.7, balance_views=True)
+    _assert_matches(ours, parts, reference_official(views, 0.7, balance_views=True), views)
+    if num_views == 2:
+        torch.testing.assert_close(ours, frossl_loss(views, invariance_weight=0.7)[0], rtol=0, atol=0)
+
+
+def test_paper_multiview_is_balanced_by_construction():
+    views = _views(4, 16, 8)
+    balanced, _ = frossl_loss(views, formulation="paper_multiview", balance_views=True)
+    plain, _ = frossl_loss(views, formulation="paper_multiview")
+    torch.testing.assert_close(balanced, plain, rtol=0, atol=0)
+
+
+def test_paper_two_view_pre_august_2024_code_differs_by_a_constant():
+    """Before 2024-08-06 frossl_loss_func divided Z^T Z by N, not by its trace: 2·log(D²/N) per view, same gradients."""
+    n, dim = 32, 8
+    views = _views(2, n, dim)
+    ours, _ = frossl_loss(views, formulation="paper_two_view")
+    normed = []
+    for z in views:
+        z = (z - z.mean(dim=0)) / z.std(dim=0)
+        normed.append(dim**0.5 * z / torch.norm(z, dim=0))
+    old = sum(torch.log(torch.linalg.norm(z.T @ z / n, ord="fro") ** 2) for z in normed)
+    old = old + ((normed[0] - normed[1]) ** 2).mean()
+    offset = 2 * 2 * torch.log(torch.tensor(dim**2 / n, dtype=torch.float64))
+    torch.testing.assert_close(old - ours, offset)
+    for got, expected in zip(torch.autograd.grad(ours, views), torch.autograd.grad(old, views)):
+        torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.parametrize("n,dim", [(64, 16), (16, 64)])
@@ -68,12 +129,12 @@ def test_feature_and_sample_gram_branches_agree(n, dim):
         torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-10)
 
 
-@pytest.mark.parametrize("normalization", ["dimension", "standardize", "sample"])
-def test_invariant_to_permuting_samples(normalization):
-    views = _views(4, 40, 12, seed=2)
+@pytest.mark.parametrize("formulation", ["official", "paper_two_view", "paper_multiview"])
+def test_invariant_to_permuting_samples(formulation):
+    views = _views(2 if formulation == "paper_two_view" else 4, 40, 12, seed=2)
     permutation = torch.randperm(40, generator=torch.Generator().manual_seed(3))
-    original, _ = frossl_loss(views, normalization=normalization)
-    permuted, _ = frossl_loss([v[permutation] for v in views], normalization=normalization)
+    original, _ = frossl_loss(views, formulation=formulation)
+    permuted, _ = frossl_loss([v[permutation] for v in views], formulation=formulation)
     torch.testing.assert_close(original, permuted, rtol=1e-10, atol=1e-10)
 
 
@@ -108,7 +169,9 @@ def test_loss_decreases_on_a_toy_problem():
 
 def test_rejects_bad_arguments():
     views = _views(2, 8, 4)
-    with pytest.raises(ValueError, match="normalization"):
-        frossl_loss(views, normalization="batch")
+    with pytest.raises(ValueError, match="formulation"):
+        frossl_loss(views, formulation="batch")
+    with pytest.raises(ValueError, match="exactly 2 views"):
+        frossl_loss(_views(3, 8, 4), formulation="paper_two_view")
     with pytest.raises(ValueError, match="at least 2 views"):
         frossl_loss(views[:1])

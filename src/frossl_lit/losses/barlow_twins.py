@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 
 from frossl_lit.distributed import LOCAL, Collective
-from frossl_lit.losses.frossl import normalize_embeddings
+from frossl_lit.losses.common import standardize
 
 
 def barlow_twins_loss(
@@ -26,7 +26,7 @@ def barlow_twins_loss(
     """
     if len(views) != 2:
         raise ValueError(f"Barlow Twins is defined on 2 views, got {len(views)}; set augment.num_views=2")
-    za, zb = (normalize_embeddings(z, "standardize", collective, eps=1e-5) for z in views)
+    za, zb = (standardize(z, collective, eps=1e-5) for z in views)
     n = za.shape[0] * collective.world_size
     corr = collective.sum(za.T @ zb) / n
     diagonal = torch.diagonal(corr)

@@ -1,73 +1,91 @@
-"""FroSSL (Skean et al., arXiv 2310.02903): Frobenius-norm regulariser plus invariance to the mean view."""
+"""FroSSL (Skean et al., arXiv 2310.02903): Frobenius-norm regulariser plus invariance, in each published formulation.
+
+The official code (OFSkean/FroSSL ``solo/losses/frossl.py``) changed its loss after the paper's runs, and the
+invariance weight λ does not carry from one formulation to another, nor (in ``official``) from one view count to
+another. Every formulation shares the regulariser ``log ||K_v / tr K_v||_F^2`` of each view's Gram matrix; they
+differ in how the embeddings are normalised and how the invariance term is weighted:
+
+=================  ==========================================  ===============================================
+formulation        normalisation of each view Z_v (N×D)        invariance term
+=================  ==========================================  ===============================================
+``official``       each column unit norm over the batch        per view: V·D·λ·MSE(Z_v, mean_u Z_u)
+                   (``multiview_frossl_loss_func``, HEAD        (eq. 3 of the paper scaled by D)
+                   since 2024-08-06, every view count)
+``paper_two_view`` each column centred, divided by its std,     λ·MSE(Z_a, Z_b), once for the pair (reported
+                   then rescaled to norm √D (``frossl_loss_     as λ·MSE/2 on each view); V must be 2
+                   func``, the paper's runs with 2 views)
+``paper_multiview`` each row rescaled to norm √D (the paper-era per view: λ·MSE(Z_v, mean_u Z_u)
+                   ``multiview_frossl_loss_func``, runs with
+                   more than 2 views, until 2024-08-06)
+=================  ==========================================  ===============================================
+
+MSE is the mean over the N·D entries (``F.mse_loss``). Until 2024-08-06 ``frossl_loss_func`` divided the D×D Gram
+matrix by N instead of its trace; with columns of norm √D the two differ by the constant 2·log(D²/N) per view
+(identical gradients): this module divides by the trace, as the code kept "for compatibility with the paper" does.
+
+**Views and the balance of the two terms.** In ``official`` the invariance of each view is ≈ V·λ·‖Z_v − Z̄‖²/N,
+summed over V views: its total grows as V² while the regulariser's grows as V. At V = 2 and λ = 1 the balance is
+the one the official CIFAR recipe was tuned at; at V = 4 or 8 with the same λ the invariance outweighs the
+regulariser 2× or 4× more, and with the 2048-2048-1024 projector (D/N = 4 at batch 256, 16 at batch 64) the
+cheapest way down is to make the views identical by collapsing the embedding's spectrum (measured: effective
+rank ≈ 2 within 40 steps on CIFAR-10 at V = 4, λ = 1, with and without warm-up; see README "Reproducing the
+paper"). ``balance_views=True`` multiplies the ``official`` invariance by 2/V, i.e. keeps V·λ at its 2-view
+value, so one λ serves every view count; at V = 2 it changes nothing. ``paper_multiview`` has no factor V and is
+balanced by construction (the switch does not change it).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 
 from frossl_lit.distributed import LOCAL, Collective
+from frossl_lit.losses.common import centre, unit_columns, unit_rows
 
-NORMALIZATIONS = ("dimension", "standardize", "sample")
+FORMULATIONS = ("official", "paper_two_view", "paper_multiview")
 
 
-def normalize_embeddings(
-    z: torch.Tensor, mode: str = "dimension", collective: Collective = LOCAL, eps: float = 1e-6
-) -> torch.Tensor:
-    """Normalise embeddings ``z`` of shape (..., N, D); the batch axis is -2.
-
-    - ``dimension``: each dimension (column) has unit L2 norm over the batch (the official multiview default).
-    - ``standardize``: each dimension centred and scaled to unit (biased) variance over the batch, as batch norm
-      without affine parameters does (the paper's description and its first two-view code).
-    - ``sample``: each embedding (row) has unit L2 norm.
-
-    Batch statistics are summed over ``collective`` so that under DDP they are those of the global batch
-    (every rank must hold the same number of samples, as ``drop_last=True`` loaders guarantee).
-    """
-    if mode == "dimension":
-        col_sq = collective.sum(z.pow(2).sum(dim=-2, keepdim=True))
-        return z * torch.rsqrt(col_sq.clamp_min(eps * eps))
-    if mode == "standardize":
-        n = z.shape[-2] * collective.world_size
-        mean = collective.sum(z.sum(dim=-2, keepdim=True)) / n
-        centred = z - mean
-        var = collective.sum(centred.pow(2).sum(dim=-2, keepdim=True)) / n
-        return centred * torch.rsqrt(var + eps)
-    if mode == "sample":
-        return F.normalize(z, dim=-1, eps=eps)
-    raise ValueError(f"unknown embedding normalization {mode!r}; choose one of {', '.join(NORMALIZATIONS)}")
+def _normalize(z: torch.Tensor, formulation: str, collective: Collective) -> torch.Tensor:
+    """Normalise stacked views ``z`` (V, N, D) as ``formulation`` does."""
+    dim = z.shape[-1]
+    if formulation == "official":
+        return unit_columns(z, collective)
+    if formulation == "paper_two_view":  # dividing by the std first changes nothing once columns are rescaled
+        return dim**0.5 * unit_columns(centre(z, collective), collective)
+    return dim**0.5 * unit_rows(z)
 
 
 def frossl_loss(
     views: Sequence[torch.Tensor],
     invariance_weight: float = 1.0,
-    normalization: str = "dimension",
+    formulation: str = "official",
+    balance_views: bool = False,
     collective: Collective = LOCAL,
     gram: str = "auto",
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Multiview FroSSL loss of V embeddings ``views[v]`` of shape (N, D).
+    """FroSSL loss of V embeddings ``views[v]`` of shape (N, D) (see the module docstring for the formulations).
 
-    For each view, with Z_v normalised (see :func:`normalize_embeddings`) and K_v its Gram matrix (D×D, or N×N
-    when the global batch N is smaller than D: both have the same Frobenius norm and trace):
+    For each view, with Z_v normalised and K_v its Gram matrix (D×D, or N×N when the global batch N is smaller
+    than D: both have the same Frobenius norm and trace), ``regularizer_v = log ||K_v / tr(K_v)||_F^2``; the loss
+    is the sum over views of the regulariser and the formulation's invariance term. Minimising the regulariser
+    maximises the collision entropy of K_v (it spreads the eigenvalue spectrum); the logarithm balances it
+    against the invariance term.
 
-        regularizer_v = log ||K_v / tr(K_v)||_F^2
-        invariance_v  = V · D · invariance_weight · mean_{n,d} (Z_v - mean_u Z_u)^2
-
-    and the loss is the sum over views of both. Minimising the regulariser maximises the collision entropy of
-    K_v (it spreads the eigenvalue spectrum); the logarithm balances it against the invariance term. The
-    invariance total grows as V² against the regulariser's V, so ``V · invariance_weight`` sets the balance:
-    halve the weight when doubling the views (V = 4 at weight 1 collapsed where V = 4 at 0.5 did not).
-
-    ``gram`` forces the D×D (``"features"``) or N×N (``"samples"``) Gram matrix; ``"auto"`` takes the smaller.
+    ``balance_views`` (``official`` only) scales the invariance by 2/V; ``gram`` forces the D×D (``"features"``)
+    or N×N (``"samples"``) Gram matrix, ``"auto"`` takes the smaller.
 
     Returns ``(total, {"regularizer": (V,), "invariance": (V,)})``.
     """
+    if formulation not in FORMULATIONS:
+        raise ValueError(f"unknown FroSSL formulation {formulation!r}; choose one of {', '.join(FORMULATIONS)}")
     if gram not in ("auto", "features", "samples"):
         raise ValueError(f"gram={gram!r} must be auto, features or samples")
     if len(views) < 2:
         raise ValueError(f"FroSSL needs at least 2 views, got {len(views)}")
-    z = normalize_embeddings(torch.stack(list(views)), normalization, collective)  # (V, N, D)
+    if formulation == "paper_two_view" and len(views) != 2:
+        raise ValueError(f"the paper_two_view formulation takes exactly 2 views, got {len(views)}")
+    z = _normalize(torch.stack(list(views)), formulation, collective)  # (V, N, D)
     num_views, n_local, dim = z.shape
     n_global = n_local * collective.world_size
 
@@ -79,8 +97,15 @@ def frossl_loss(
     trace = torch.diagonal(kernel, dim1=-2, dim2=-1).sum(-1)
     regularizer = torch.log(kernel.pow(2).sum(dim=(-2, -1))) - 2.0 * torch.log(trace)
 
-    squared_error = collective.sum((z - z.mean(dim=0, keepdim=True)).pow(2).sum(dim=(-2, -1)))
-    invariance = invariance_weight * num_views * dim * squared_error / (n_global * dim)
+    if formulation == "paper_two_view":  # one MSE for the pair, reported half on each view
+        pair_mse = collective.sum((z[0] - z[1]).pow(2).sum()) / (n_global * dim)
+        invariance = (0.5 * invariance_weight * pair_mse).expand(2)
+    else:
+        mse = collective.sum((z - z.mean(dim=0, keepdim=True)).pow(2).sum(dim=(-2, -1))) / (n_global * dim)
+        scale = invariance_weight
+        if formulation == "official":
+            scale = scale * (2 if balance_views else num_views) * dim
+        invariance = scale * mse
 
     total = regularizer.sum() + invariance.sum()
     return total, {"regularizer": regularizer, "invariance": invariance}

@@ -2,24 +2,35 @@
 
 from __future__ import annotations
 
-from frossl_lit.losses.frossl import NORMALIZATIONS, frossl_loss
+from frossl_lit.losses.frossl import FORMULATIONS, frossl_loss
 from frossl_lit.methods.base import SSLMethod
 
 
 class FroSSL(SSLMethod):
-    """FroSSL (Skean et al., ECCV 2024) on any number of views (augment.num_views, multi-crop included)."""
+    """FroSSL (Skean et al., ECCV 2024) on any number of views (augment.num_views, multi-crop included).
+
+    ``formulation`` picks the official code's current loss or one of the paper-era ones; ``balance_views`` keeps
+    the invariance/regulariser balance of 2 views at any view count (see :mod:`frossl_lit.losses.frossl`).
+    """
 
     name = "frossl"
 
-    def __init__(self, *, invariance_weight: float = 1.0, normalization: str = "dimension", **base) -> None:
-        if normalization not in NORMALIZATIONS:
-            raise ValueError(
-                f"method.normalization={normalization!r} is not one of {', '.join(NORMALIZATIONS)}"
-            )
+    def __init__(
+        self,
+        *,
+        invariance_weight: float = 1.0,
+        formulation: str = "official",
+        balance_views: bool = False,
+        **base,
+    ) -> None:
+        if formulation not in FORMULATIONS:
+            raise ValueError(f"method.formulation={formulation!r} is not one of {', '.join(FORMULATIONS)}")
         if invariance_weight < 0:
             raise ValueError(f"method.invariance_weight={invariance_weight} must be non-negative")
         super().__init__(**base)
-        self.invariance_weight, self.normalization = invariance_weight, normalization
+        self.invariance_weight, self.formulation, self.balance_views = invariance_weight, formulation, balance_views
 
     def loss(self, embeddings):
-        return frossl_loss(embeddings, self.invariance_weight, self.normalization, self.collective)
+        return frossl_loss(
+            embeddings, self.invariance_weight, self.formulation, self.balance_views, self.collective
+        )
