@@ -111,9 +111,10 @@ def write_jpegs(folder, classes=3, per_class=6, size=40, flat=False):
 IMAGENET100 = (REPO / "src" / "frossl_lit" / "data" / "imagenet100_classes.txt").read_text().split()
 
 
-def make_tiny_dataset(name: str, data_dir: Path) -> list[str]:
+def make_tiny_dataset(name: str, data_dir: Path, num_recipes: int = 2) -> list[str]:
     """Write a tiny copy of ``name`` in its real on-disk format where its data config looks (under ``data_dir``,
-    the run's ``paths.data_dir``); return the overrides that shrink its images for CPU tests."""
+    the run's ``paths.data_dir``); return the overrides that shrink its images (``num_recipes`` view recipes)
+    for CPU tests."""
     if name == "cifar10":
         write_cifar(data_dir / "cifar10", num_train=40, num_test=20)
     elif name == "cifar100":
@@ -126,7 +127,7 @@ def make_tiny_dataset(name: str, data_dir: Path) -> list[str]:
         for split, count in (("train", 2), ("val", 1)):
             for wnid in wnids:
                 write_jpegs(data_dir / "imagenet" / split / wnid, classes=1, per_class=count, size=24, flat=True)
-        return ["augment.recipes.0.size=32", "augment.recipes.1.size=32", "augment.eval_size=32"]
+        return [*(f"augment.recipes.{i}.size=32" for i in range(num_recipes)), "augment.eval_size=32"]
     elif name == "folder":
         write_jpegs(data_dir / "folder", classes=2, per_class=6, size=24)
         return [f"data.root={data_dir / 'folder'}", "augment.recipes.0.size=32", "+augment.eval_size=32"]

@@ -15,6 +15,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 
 from frossl_lit.sweep_table import collect
@@ -25,7 +26,7 @@ from tests.conftest import CONF_DIR, TINY, compose_config, make_tiny_dataset, ru
 PRESETS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 # shrink what the presets set for GPUs: tiny data in the real formats, CPU, fp32, small widths, a few steps
 SMOKE = [
-    "trainer.accelerator=cpu", "trainer.devices=1", "trainer.precision=32-true", "trainer.strategy=auto",
+    "trainer.accelerator=cpu", "trainer.devices=1", "trainer.num_nodes=1", "trainer.precision=32-true", "trainer.strategy=auto",
     "trainer.sync_batchnorm=false", "trainer.max_steps=2", "trainer.enable_progress_bar=false",
     "method.projector.hidden_dims=[64]", "method.projector.out_dim=32", "data.batch_size=4", "data.eval_batch_size=8",
     "data.num_workers=0", "callbacks.spectrum.every_n_steps=1",
@@ -34,25 +35,29 @@ SMOKE = [
 
 @pytest.mark.parametrize("preset", PRESETS)
 def test_every_experiment_preset_smoke_runs(preset, tmp_path):
-    extra = make_tiny_dataset(preset.rsplit("_", 1)[1], tmp_path / "run" / "data")
+    published = compose_config([f"experiment={preset}"], tmp_path / "run")
+    choices = HydraConfig.get().runtime.choices
+    method, dataset = choices["method"], choices["data"]
+    assert preset.startswith(f"{method}_{dataset}"), "a preset is named <method>_<dataset>[_<variant>]"
+    extra = make_tiny_dataset(dataset, tmp_path / "run" / "data", num_recipes=len(published.augment.recipes))
     cfg = compose_config([f"experiment={preset}", *SMOKE, *extra], tmp_path / "run")
     assert cfg.schedule.optimizer._target_ == "timm.optim.Lars" and cfg.schedule.lr_reference_batch == 256
     summary = train(cfg)
-    assert summary["global_step"] == 2 and summary["method"] == preset.rsplit("_", 1)[0]
+    assert summary["global_step"] == 2 and summary["method"] == method and summary["data"] == dataset
 
 
 def test_paper_schedule_scales_lr_by_global_batch_and_warms_up(tmp_path):
-    """LARS at 0.3 × 64/256, linear warm-up over 10 of 20 epochs (22 steps each), bias/norm group without decay."""
+    """LARS at 0.3 × 64/256, linear warm-up from 3e-5 over 10 of 20 epochs (22 steps each), bias/norm group without decay."""
     cfg = compose_config([*TINY, "schedule=paper", "schedule.max_epochs=20", "trainer.max_steps=4", "trainer.log_every_n_steps=1"], tmp_path)
     train(cfg)
     import csv
 
     with open(tmp_path / "csv" / "metrics.csv") as handle:
         rows = [row for row in csv.DictReader(handle) if row.get("lr-Lars/pg1")]
-    peak, warmup_steps = 0.3 * 64 / 256, 10 * (1437 // 64)
+    peak, warmup_steps, start = 0.3 * 64 / 256, 10 * (1437 // 64), 3e-5  # solo-learn warms up from 3e-5 (unscaled)
     for row in rows:
         step = int(row["step"])
-        assert float(row["lr-Lars/pg1"]) == pytest.approx(peak * step / warmup_steps, rel=1e-5, abs=1e-9)
+        assert float(row["lr-Lars/pg1"]) == pytest.approx(start + (peak - start) * step / warmup_steps, rel=1e-5, abs=1e-9)
         assert float(row["lr-Lars/pg2"]) == pytest.approx(float(row["lr-Lars/pg1"]))
     assert len(rows) >= 3
 

@@ -4,7 +4,9 @@ The standard protocol on a frozen backbone: a linear classifier (after an affine
 probe) trained with SGD + cosine for ``linear.epochs`` on the training images, each epoch with a fresh random
 resized crop + flip (the pretraining recipe's crop scale and flip unless ``linear.crop_scale`` is set;
 ``linear.augment=false``: on fixed un-augmented features, much faster), then top-1 / top-5
-on the validation split. Settings: conf/linear/standard.yaml. Writes ``linear.json`` in the evaluation run dir.
+on the validation split. Settings: conf/linear/standard.yaml. ``linear=from_run`` takes the protocol the run's
+preset published (its ``linear_eval`` block: e.g. Adam 1e-3 with steps at 40 and 80 for FroSSL on CIFAR);
+``linear.*`` overrides on the command line still apply on top. Writes ``linear.json`` in the evaluation run dir.
 """
 
 from __future__ import annotations
@@ -12,10 +14,12 @@ from __future__ import annotations
 import hydra
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from frossl_lit.data.augment import ViewRecipe
+from frossl_lit.errors import UserError
 from frossl_lit.evaluation import (
     embed,
     load_pretrained,
@@ -26,12 +30,42 @@ from frossl_lit.evaluation import (
 )
 
 
+def protocol(linear: DictConfig, run_cfg: DictConfig, command_line: list[str] | None = None) -> DictConfig:
+    """The linear settings to use: ``linear`` itself, or with ``linear.from_run`` the run's ``linear_eval`` block
+    over it and the command line's ``linear.*`` overrides over both."""
+    if not linear.get("from_run"):
+        return linear
+    published = run_cfg.get("linear_eval")
+    if published is None:
+        preset = (run_cfg.get("preset") or {}).get("source")
+        why = f"the source of its preset ({preset}) publishes no linear protocol" if preset else "it was not made from an experiment preset"
+        raise UserError(f"linear=from_run: this run has no linear_eval block ({why}); use linear=standard or set linear.* on the command line")
+    explicit = OmegaConf.from_dotlist([o.split(".", 1)[1] for o in command_line or [] if o.startswith("linear.")])
+    return OmegaConf.merge(linear, published, explicit)
+
+
+def build_optimizer(head: nn.Module, settings: DictConfig):
+    """SGD (momentum) or Adam, with cosine over the epochs or steps at ``lr_decay_steps`` × ``gamma``."""
+    if settings.optimizer == "adam":
+        optimizer = torch.optim.Adam(head.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    elif settings.optimizer == "sgd":
+        optimizer = torch.optim.SGD(head.parameters(), lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay)
+    else:
+        raise UserError(f"linear.optimizer={settings.optimizer!r} must be sgd or adam")
+    if settings.scheduler == "cosine":
+        return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings.epochs)
+    if settings.scheduler == "step":
+        return optimizer, torch.optim.lr_scheduler.MultiStepLR(optimizer, list(settings.lr_decay_steps), settings.gamma)
+    raise UserError(f"linear.scheduler={settings.scheduler!r} must be cosine or step")
+
+
 def linear_evaluation(cfg: DictConfig) -> dict:
     torch.manual_seed(cfg.seed)
     run_cfg, datamodule, backbone = load_pretrained(cfg.ckpt, cfg.data_overrides, cfg.pretrain_config)
     device = resolve_device(cfg.device)
     backbone.to(device)
-    settings = cfg.linear
+    command_line = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    settings = protocol(cfg.linear, run_cfg, command_line)
     train_loader, val_loader = datamodule.bank_dataloader(), datamodule.val_dataloader()
     size = datamodule.augment.eval_size or datamodule.augment.recipes[0].size
     recipe = datamodule.augment.recipes[0]  # crop scale and flip of the run's own recipe unless set here
@@ -39,8 +73,7 @@ def linear_evaluation(cfg: DictConfig) -> dict:
     crop = ViewRecipe(size=size, scale=scale, jitter_prob=0.0, grayscale_prob=0.0, hflip_prob=recipe.hflip_prob)
     fixed = None if settings.augment else embed(backbone, datamodule, train_loader, device)
     head = nn.Sequential(nn.BatchNorm1d(backbone.out_dim, affine=False), nn.Linear(backbone.out_dim, datamodule.num_classes)).to(device)
-    optimizer = torch.optim.SGD(head.parameters(), lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings.epochs)
+    optimizer, scheduler = build_optimizer(head, settings)
     generator = torch.Generator().manual_seed(cfg.seed)
     for _ in range(settings.epochs):
         features, labels = fixed if fixed is not None else embed(backbone, datamodule, train_loader, device, crop)
@@ -60,6 +93,7 @@ def linear_evaluation(cfg: DictConfig) -> dict:
         "ckpt": str(cfg.ckpt),
         **top_accuracies(scores, labels, datamodule.num_classes, "linear"),
         "epochs": settings.epochs,
+        "protocol": OmegaConf.to_container(settings, resolve=True),
         "augment": bool(settings.augment),
         "num_val": len(labels),
     }

@@ -34,6 +34,7 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule, li
         optimizer=instantiate(cfg.schedule.optimizer),
         lr_scheduler=instantiate(cfg.schedule.lr_scheduler) if cfg.schedule.get("lr_scheduler") else None,
         lr_reference_batch=cfg.schedule.get("lr_reference_batch"),
+        no_decay_lr_scale=cfg.schedule.get("no_decay_lr_scale", 1.0),
     )
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
     run_ids = _logger_versions(cfg.get("ckpt_path"))

@@ -29,6 +29,7 @@ class ViewRecipe:
     """The augmentation recipe of one view (torchvision/solo-learn names and defaults)."""
 
     size: int = 32
+    random_resized_crop: bool = True  # false: the whole image resized to ``size`` (solo-learn's rrc.enabled=false)
     scale: tuple[float, float] = (0.08, 1.0)
     ratio: tuple[float, float] = (3 / 4, 4 / 3)
     hflip_prob: float = 0.5
@@ -170,13 +171,17 @@ class ViewAugment:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def augment_one(self, x: torch.Tensor, recipe: ViewRecipe, crop: bool = True) -> torch.Tensor:
-        """One view of a float batch in [0, 1]; returns floats in [0, 1]. ``crop=False``: flip only."""
+        """One view of a float batch in [0, 1]; returns floats in [0, 1]. ``crop=False``: flip only (the batch is
+        already cropped); a recipe without ``random_resized_crop`` resizes the whole image to its size, then flips."""
         g, device, batch = self.generator(x.device), x.device, x.shape[0]
-        if crop:
+        if crop and recipe.random_resized_crop:
             x = self._resized_crop_flip(x, recipe, g)
-        elif recipe.hflip_prob > 0:
-            mask = (torch.rand(batch, generator=g, device=device) < recipe.hflip_prob).view(-1, 1, 1, 1)
-            x = torch.where(mask, x.flip(-1), x)
+        else:
+            if crop and x.shape[-2:] != (recipe.size, recipe.size):
+                x = F.interpolate(x, size=(recipe.size, recipe.size), mode="bicubic", antialias=True).clamp_(0, 1)
+            if recipe.hflip_prob > 0:
+                mask = (torch.rand(batch, generator=g, device=device) < recipe.hflip_prob).view(-1, 1, 1, 1)
+                x = torch.where(mask, x.flip(-1), x)
         if recipe.jitter_prob > 0:
             x = self._color_jitter(x, recipe, g)
         if recipe.grayscale_prob > 0 and x.shape[1] == 3:

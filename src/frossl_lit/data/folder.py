@@ -94,7 +94,13 @@ class ImageFiles(Dataset):
         from torchvision.transforms import v2
 
         if self.crops is not None:
-            return [v2.RandomResizedCrop(size, scale=tuple(scale), ratio=tuple(ratio), antialias=True) for size, scale, ratio in self.crops]
+            # a recipe without random_resized_crop: shorter side to size, then the centre square (batchable)
+            return [
+                v2.RandomResizedCrop(size, scale=tuple(scale), ratio=tuple(ratio), antialias=True)
+                if random_crop
+                else v2.Compose([v2.Resize(size, antialias=True), v2.CenterCrop(size)])
+                for size, scale, ratio, random_crop in self.crops
+            ]
         return v2.Compose([v2.Resize(self.resize, antialias=True), v2.CenterCrop(self.size)])
 
     def load(self, index: int) -> torch.Tensor:
@@ -177,7 +183,7 @@ class ImageFolderDataModule(SSLDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self._train is None:
             (train_paths, train_labels), val = self._split()
-            crops = [(r.size, r.scale, r.ratio) for r in self.augment.view_recipes()]
+            crops = [(r.size, r.scale, r.ratio, r.random_resized_crop) for r in self.augment.view_recipes()]
             self._train = ImageFiles(train_paths, train_labels, crops, on_bad_image=self.on_bad_image)
             self._bank = ImageFiles(train_paths, train_labels, None, self.eval_size, self.eval_resize, self.on_bad_image) if val else None
             self._val = ImageFiles(*val, None, self.eval_size, self.eval_resize, self.on_bad_image) if val else None

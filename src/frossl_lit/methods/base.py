@@ -26,6 +26,8 @@ class SSLMethod(L.LightningModule):
         global_batch: losses exact over the global batch under DDP; ``False`` reproduces per-GPU losses.
         lr_reference_batch: when set, every learning rate is multiplied by global batch / this (the linear
             scaling rule of the LARS recipes: lr × batch / 256).
+        no_decay_lr_scale: multiplies the learning rate of biases and normalisation parameters (1 in every
+            recipe but the official Barlow Twins code's, 0.024).
 
     ``training_step`` returns, besides the loss, the detached backbone features and embeddings of the first view
     and the labels: the online probe and the spectrum diagnostics read them from there (evaluation stays
@@ -42,10 +44,11 @@ class SSLMethod(L.LightningModule):
         lr_scheduler: Callable[..., Any] | None = None,
         global_batch: bool = True,
         lr_reference_batch: int | None = None,
+        no_decay_lr_scale: float = 1.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["backbone", "projector", "optimizer", "lr_scheduler"])
-        self.lr_reference_batch = lr_reference_batch
+        self.lr_reference_batch, self.no_decay_lr_scale = lr_reference_batch, no_decay_lr_scale
         self.backbone = backbone
         self.projector = projector(in_dim=backbone.out_dim)
         self.optimizer_factory, self.scheduler_factory = optimizer, lr_scheduler
@@ -79,12 +82,14 @@ class SSLMethod(L.LightningModule):
         checkpoint["logger_versions"] = {type(logger).__name__: str(logger.version) for logger in self.loggers}
 
     def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(split_weight_decay(self))
+        optimizer = self.optimizer_factory(split_weight_decay(self, self.no_decay_lr_scale))
+        batch_scale = 1.0
         if self.lr_reference_batch:
             trainer = self.trainer
             global_batch = trainer.datamodule.batch_size * trainer.world_size * trainer.accumulate_grad_batches
-            for group in optimizer.param_groups:
-                group["lr"] *= global_batch / self.lr_reference_batch
+            batch_scale = global_batch / self.lr_reference_batch
+        for group in optimizer.param_groups:
+            group["lr"] *= batch_scale * group.pop("lr_scale", 1.0)
         if self.scheduler_factory is None:
             return optimizer
         # the schedule spans max_epochs whole epochs: max_steps / max_time stop a run early, they do not

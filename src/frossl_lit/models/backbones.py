@@ -12,17 +12,25 @@ from torch import nn
 _RESNET_WIDTH = {"resnet18": 512, "resnet34": 512, "resnet50": 2048, "resnet101": 2048}
 
 
-def resnet(name: str = "resnet18", cifar_stem: bool = False, in_channels: int = 3) -> nn.Module:
+def resnet(
+    name: str = "resnet18",
+    cifar_stem: bool = False,
+    in_channels: int = 3,
+    stem_padding: int = 2,
+    zero_init_residual: bool = False,
+) -> nn.Module:
     """A randomly initialised torchvision ResNet without its classifier.
 
     ``cifar_stem`` replaces the 7×7/2 convolution and the max-pool by one 3×3/1 convolution, the usual choice for
-    32×32 images (solo-learn, the FroSSL paper).
+    32×32 images; solo-learn and the official FroSSL code pad it by ``stem_padding=2`` (34×34 maps from 32 px
+    images), others by 1. ``zero_init_residual`` starts each residual branch's last BN at zero: the official
+    VICReg and Barlow Twins code do, solo-learn and FroSSL do not.
     """
     if name not in _RESNET_WIDTH:
         raise ValueError(f"unknown ResNet {name!r}; choose one of {', '.join(_RESNET_WIDTH)}")
-    model = getattr(torchvision.models, name)(weights=None, zero_init_residual=True)
+    model = getattr(torchvision.models, name)(weights=None, zero_init_residual=zero_init_residual)
     if cifar_stem:
-        model.conv1 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
+        model.conv1 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=stem_padding, bias=False)
         model.maxpool = nn.Identity()
     elif in_channels != 3:
         model.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)

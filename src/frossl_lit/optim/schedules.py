@@ -31,11 +31,23 @@ def warmup_cosine(
     warmup_epochs: float | None = None,
     warmup_fraction: float = 0.0,
     final_fraction: float = 0.0,
+    warmup_start_lr: float | None = None,
+    min_lr: float | None = None,
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """Per-step linear warm-up for ``warmup_epochs`` (or ``warmup_fraction`` of training), then cosine down to
-    ``final_fraction`` × the peak learning rate at the last step."""
+    """Per-step linear warm-up for ``warmup_epochs`` (or ``warmup_fraction`` of training), then cosine down.
+
+    The warm-up starts at 0, or at the absolute ``warmup_start_lr``; the cosine ends at ``final_fraction`` × each
+    group's peak, or at the absolute ``min_lr``. Absolute values are not scaled with the batch: solo-learn and the
+    official FroSSL code warm up from 3e-5 to the batch-scaled peak and end at 0.
+    """
     if warmup_epochs is not None:
         steps = int(round(warmup_epochs * steps_per_epoch))
     else:
         steps = int(round(warmup_fraction * total_steps))
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupCosine(total_steps, steps, final_fraction))
+    multipliers = []
+    for group in optimizer.param_groups:
+        peak = group["lr"]
+        start = warmup_start_lr / peak if warmup_start_lr is not None and peak > 0 else 0.0
+        final = min_lr / peak if min_lr is not None and peak > 0 else final_fraction
+        multipliers.append(WarmupCosine(total_steps, steps, final, start))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, multipliers)

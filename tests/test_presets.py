@@ -1,0 +1,291 @@
+"""Every experiment preset equals the published source it names, field by field.
+
+The sources are transcribed in ``tests/reference/published_settings.yaml`` (a copy of the project's shared
+reference: OFSkean/FroSSL, solo-learn and the official VICReg / Barlow Twins code, each field with its source path
+and commit) and, for the paper-era FroSSL settings, ``tests/reference/paper_era_settings.yaml`` (the same layout,
+transcribed from the official repository's history; its variants are added beside the others). For each preset this test composes the real config, reads the same canonical fields out of the config
+and out of the reference, and compares them. A preset lists each deliberate deviation under ``preset.deviations``
+with its reason; the test skips those fields and checks that they really do differ (so the list stays true).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf
+
+from frossl_lit.data.augment import ViewRecipe
+from frossl_lit.errors import UserError
+from tests.conftest import CONF_DIR
+
+_REFERENCE_DIR = Path(__file__).parent / "reference"
+REFERENCE = yaml.safe_load((_REFERENCE_DIR / "published_settings.yaml").read_text())
+for _entry, _variants in yaml.safe_load((_REFERENCE_DIR / "paper_era_settings.yaml").read_text()).items():
+    assert not set(_variants) & set(REFERENCE[_entry]), f"paper-era variants must not replace {_entry}'s"
+    REFERENCE[_entry].update(_variants)
+PRESETS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
+PRECISION = {"32": "32-true", "16-mixed": "16-mixed", "16": "16-mixed"}
+AUGMENT_KEYS = {  # reference name → ViewRecipe field
+    "crop_size": "size", "rrc_enabled": "random_resized_crop", "rrc_scale": "scale", "color_jitter_prob": "jitter_prob",
+    "brightness": "brightness", "contrast": "contrast", "saturation": "saturation", "hue": "hue",
+    "grayscale_prob": "grayscale_prob", "gaussian_blur_prob": "blur_prob", "solarization_prob": "solarize_prob",
+    "horizontal_flip_prob": "hflip_prob",
+}
+# How many devices and what per-device batch the official repositories' published runs used: their argparse
+# default is a total batch (2048) split over however many GPUs run it, so the README's launch line decides.
+OFFICIAL_DEVICES = {
+    "vicreg_imagenet.official": ("readme_1000ep", None),  # 4 nodes × 8 GPUs × 64
+    "barlow_twins_imagenet.official": (None, (16, 128)),  # README: ~7 days on 16 V100 -> 128 per GPU
+}
+
+
+def source_block(key: str) -> dict:
+    """The reference block ``<preset key>.<variant>``; a partial variant (only its differences) is laid over the
+    complete one beside it."""
+    entry, variant = key.split(".")
+    block = REFERENCE[entry][variant]
+    if "backbone" not in block:
+        base = next(b for v, b in REFERENCE[entry].items() if v != variant and isinstance(b, dict) and "backbone" in b)
+        merged = OmegaConf.merge(base, {k: v for k, v in block.items() if k != "difference"})
+        block = OmegaConf.to_container(merged)
+    return block
+
+
+def _number(value) -> float | None:
+    return None if value is None else float(value)
+
+
+def expected_fields(key: str, method: str) -> dict:
+    """The canonical fields of a published source."""
+    ref = source_block(key)
+    stem, structure = ref["backbone"]["stem"], ref["projector"]["structure"]
+    fields = {
+        "backbone.name": ref["backbone"]["name"],
+        "backbone.cifar_stem": stem.startswith("CIFAR stem"),
+        "backbone.zero_init_residual": "zero_init_residual=True" in stem,
+        "projector.hidden_dims": [ref["projector"]["hidden_dim"]] * (ref["projector"]["num_linear_layers"] - 1),
+        "projector.out_dim": ref["projector"]["output_dim"],
+        "projector.hidden_bias": "bias=False" not in structure.split(",")[0],
+        "projector.last_bias": "bias=False" not in structure.split(",")[-1],
+    }
+    if fields["backbone.cifar_stem"]:
+        fields["backbone.stem_padding"] = 2 if "padding=2" in stem else 1
+    loss = ref["loss"]
+    if method == "frossl":
+        fields.update({
+            "loss.invariance_weight": loss["invariance_weight"],
+            "loss.formulation": loss.get("formulation", "official"),  # the current official loss unless stated
+            "loss.balance_views": False,  # presets reproduce their source: the invariance weighted as it weighs it
+        })
+    elif method == "vicreg":
+        solo_family = not key.endswith(".official")  # solo-learn's variance term has no /2: its 25 is 50 here
+        fields.update({
+            "loss.invariance_weight": loss.get("sim_loss_weight", loss.get("sim_coeff")),
+            "loss.variance_weight": loss.get("var_loss_weight", loss.get("std_coeff")) * (2 if solo_family else 1),
+            "loss.covariance_weight": loss.get("cov_loss_weight", loss.get("cov_coeff")),
+        })
+    else:
+        scale = loss["scale_loss"]
+        fields.update({"loss.off_diagonal_weight": loss["lambda"], "loss.scale": scale if isinstance(scale, float) else 1.0})
+    views = ref["views"]
+    fields["views.num_views"] = views.get("num_large_crops", views.get("num_large_crops_at_reported_run"))
+    fields["views.small_views"] = views["num_small_crops"]
+
+    batch = ref["batch"]
+    if key in OFFICIAL_DEVICES:
+        readme, explicit = OFFICIAL_DEVICES[key]
+        if readme:
+            run = batch[readme]
+            fields["batch.per_device"], fields["batch.devices"] = run["per_gpu"], run["nodes"] * run["gpus_per_node"]
+        else:
+            fields["batch.devices"], fields["batch.per_device"] = explicit
+    else:
+        fields["batch.per_device"], fields["batch.devices"] = batch["per_gpu"], batch["num_gpus"]
+
+    opt = ref["optimizer"]
+    fields.update({
+        "optimizer.name": opt["name"],
+        "optimizer.lr": opt.get("lr_in_yaml", opt.get("base_lr", opt.get("lr_weights_base"))),
+        "optimizer.lr_reference_batch": 256,
+        "optimizer.weight_decay": opt["weight_decay"],
+        "optimizer.eta": opt["lars_eta"],
+        "optimizer.clip_lr": opt["clip_lr"],
+        "optimizer.momentum": opt["momentum"],
+        "optimizer.exclude_bias_n_norm": opt["exclude_bias_n_norm"],
+        "optimizer.no_decay_lr_scale": opt["lr_biases_base"] / opt["lr_weights_base"] if "lr_biases_base" in opt else 1.0,
+    })
+    sched = ref["scheduler"]
+    fields["scheduler.warmup_epochs"] = sched["warmup_epochs"]
+    fields["scheduler.warmup_start_lr"] = float(sched["warmup_start_lr"])
+    if isinstance(sched["min_lr"], str):  # "0.001 * base lr" (official code): a fraction of the peak
+        fields["scheduler.final_fraction"] = 0.001
+    else:
+        fields["scheduler.min_lr"] = float(sched["min_lr"])
+    fields["max_epochs"] = ref.get("max_epochs", ref.get("max_epochs_default"))
+    fields["precision"] = PRECISION.get(str(ref["precision"]), "16-mixed")  # "AMP (autocast + GradScaler)" = fp16
+    fields["sync_batchnorm"] = ref["sync_batchnorm"]
+
+    recipes = []
+    for aug in ref["augmentations"]:
+        assert aug.get("equalization_prob", 0.0) == 0.0, "no preset source equalises"
+        recipe = {ours: aug[theirs] for theirs, ours in AUGMENT_KEYS.items()}
+        if recipe["random_resized_crop"]:
+            recipe["scale"] = list(recipe["scale"])
+        else:
+            del recipe["scale"]
+        recipes += [recipe] * aug["num_crops"]
+    fields["augment"] = recipes[: fields["views.num_views"]] if len(recipes) > fields["views.num_views"] else recipes
+
+    linear = ref.get("linear_eval")
+    if isinstance(linear, dict):
+        devices = linear.get("num_gpus", 1)
+        fields["linear"] = {
+            "optimizer": linear["optimizer"],
+            "lr": linear.get("lr_effective", linear.get("lr_head_default", linear.get("lr_classifier"))),
+            "weight_decay": float(linear["weight_decay"]),
+            "batch_size": linear.get("batch_per_gpu", linear.get("batch_size")) * devices,
+            "epochs": linear["epochs"],
+            "scheduler": "step" if linear["scheduler"] == "step" else "cosine",
+        }
+        if linear["optimizer"] == "sgd":
+            fields["linear"]["momentum"] = linear["momentum"]
+        if linear["scheduler"] == "step":
+            fields["linear"].update(lr_decay_steps=linear["lr_decay_steps"], gamma=linear["gamma"])
+    else:
+        fields["linear"] = None
+    return fields
+
+
+def reported_top1(key: str, views: int) -> float | None:
+    acc = source_block(key).get("reported_accuracy")
+    if not isinstance(acc, dict):
+        return None
+    for name in ("acc1", "acc1_online", "top1", "resnet50_top1"):
+        if name in acc:
+            return acc[name]
+    return acc.get(f"views_{views}", {}).get("top1")
+
+
+def preset_fields(cfg) -> dict:
+    """The same canonical fields, read out of a composed config."""
+    method = cfg.method._target_.rsplit(".", 1)[1]
+    fields = {
+        "backbone.name": cfg.backbone.get("name"),
+        "backbone.cifar_stem": cfg.backbone.get("cifar_stem"),
+        "backbone.zero_init_residual": cfg.backbone.get("zero_init_residual"),
+        "projector.hidden_dims": list(cfg.method.projector.hidden_dims),
+        "projector.out_dim": cfg.method.projector.out_dim,
+        "projector.hidden_bias": cfg.method.projector.get("hidden_bias", True),
+        "projector.last_bias": cfg.method.projector.get("last_bias", True),
+    }
+    if cfg.backbone.get("cifar_stem"):
+        fields["backbone.stem_padding"] = cfg.backbone.stem_padding
+    if method == "FroSSL":
+        fields.update({k: cfg.method[k.split(".")[1]] for k in ("loss.invariance_weight", "loss.formulation", "loss.balance_views")})
+    elif method == "VICReg":
+        fields.update({k: cfg.method[k.split(".")[1]] for k in ("loss.invariance_weight", "loss.variance_weight", "loss.covariance_weight")})
+    else:
+        fields.update({k: cfg.method[k.split(".")[1]] for k in ("loss.off_diagonal_weight", "loss.scale")})
+    fields["views.num_views"], fields["views.small_views"] = cfg.augment.num_views, cfg.augment.small_views
+    fields["batch.per_device"] = cfg.data.batch_size
+    fields["batch.devices"] = cfg.trainer.devices * cfg.trainer.num_nodes
+    opt, sched = cfg.schedule.optimizer, cfg.schedule.lr_scheduler
+    fields.update({
+        "optimizer.name": "lars" if opt._target_ == "timm.optim.Lars" else opt._target_,
+        "optimizer.lr": opt.lr,
+        "optimizer.lr_reference_batch": cfg.schedule.get("lr_reference_batch"),
+        "optimizer.weight_decay": opt.weight_decay,
+        "optimizer.eta": opt.get("trust_coeff"),
+        "optimizer.clip_lr": opt.get("trust_clip"),
+        "optimizer.momentum": opt.get("momentum"),
+        "optimizer.exclude_bias_n_norm": True,  # always: frossl_lit.optim.param_groups.split_weight_decay
+        "optimizer.no_decay_lr_scale": cfg.schedule.get("no_decay_lr_scale", 1.0),
+        "scheduler.warmup_epochs": sched.warmup_epochs,
+        "scheduler.warmup_start_lr": float(sched.get("warmup_start_lr") or 0.0),
+    })
+    if sched.get("min_lr") is None:
+        fields["scheduler.final_fraction"] = sched.final_fraction
+    else:
+        fields["scheduler.min_lr"] = float(sched.min_lr)
+    fields["max_epochs"] = cfg.schedule.max_epochs
+    fields["precision"] = cfg.trainer.precision
+    fields["sync_batchnorm"] = cfg.trainer.sync_batchnorm
+    recipes = [OmegaConf.to_container(r, resolve=True) for r in cfg.augment.recipes]
+    augment = []
+    for view in range(cfg.augment.num_views):
+        recipe = vars(ViewRecipe(**recipes[view % len(recipes)]))
+        picked = {field: recipe[field] for field in AUGMENT_KEYS.values()}
+        picked["scale"] = list(picked["scale"])
+        if not picked["random_resized_crop"]:
+            del picked["scale"]
+        augment.append(picked)
+    fields["augment"] = augment
+    linear = cfg.get("linear_eval")
+    fields["linear"] = None if linear is None else {
+        k: (list(v) if k == "lr_decay_steps" else v) for k, v in OmegaConf.to_container(linear).items()
+    }
+    return fields
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, float) or isinstance(b, float):
+        return a is not None and b is not None and math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    return a == b
+
+
+def compose_preset(preset: str):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("train", overrides=[f"experiment={preset}"])
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_preset_equals_its_published_source(preset):
+    cfg = compose_preset(preset)
+    meta = cfg.preset
+    method = preset.split("_")[0] if not preset.startswith("barlow_twins") else "barlow_twins"
+    assert meta.source in {f"{entry}.{variant}" for entry, variants in REFERENCE.items() if isinstance(variants, dict) for variant in variants}
+    expected, ours = expected_fields(meta.source, method), preset_fields(cfg)
+    deviations = dict(meta.get("deviations") or {})
+    assert set(deviations) <= set(expected), f"{preset}: deviations name unknown fields {set(deviations) - set(expected)}"
+    for field, reason in deviations.items():
+        assert isinstance(reason, str) and len(reason) > 20, f"{preset}: deviation {field} needs its reason"
+        assert not _same(ours[field], expected[field]), f"{preset}: {field} is listed as a deviation but equals the source"
+    mismatches = {f: (ours.get(f), expected[f]) for f in expected if f not in deviations and not _same(ours.get(f), expected[f])}
+    assert not mismatches, f"{preset} differs from {meta.source} (ours, source): {mismatches}"
+    assert _same(meta.get("reported_top1"), reported_top1(meta.source, expected["views.num_views"])), preset
+
+
+def test_every_source_with_a_complete_transcription_has_a_preset():
+    covered = {compose_preset(p).preset.source for p in PRESETS}
+    complete = {
+        f"{entry}.{variant}" for entry, variants in REFERENCE.items() if not entry.startswith("_")
+        for variant, block in variants.items() if isinstance(block, dict) and "backbone" in block
+    }
+    assert complete <= covered, f"sources without a preset: {sorted(complete - covered)}"
+
+
+def test_linear_from_run_takes_the_presets_protocol_and_the_command_line_wins():
+    from frossl_lit.linear import protocol
+
+    run_cfg = compose_preset("frossl_cifar10")
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        evaluate = compose("evaluate", overrides=["linear=from_run", "ckpt=x"])
+    settings = protocol(evaluate.linear, run_cfg, ["linear=from_run", "linear.epochs=3"])
+    assert settings.optimizer == "adam" and settings.lr == 0.001 and list(settings.lr_decay_steps) == [40, 80]
+    assert settings.epochs == 3 and settings.augment is True  # the command line, and the standard fallback
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        standard = compose("evaluate", overrides=["ckpt=x"]).linear
+    assert protocol(standard, run_cfg, []) is standard  # linear=standard ignores what the preset published
+    with pytest.raises(UserError, match=r"vicreg_cifar10\.solo_learn\) publishes no linear protocol"):
+        protocol(evaluate.linear, compose_preset("vicreg_cifar10"), [])
