@@ -97,6 +97,7 @@ class SSLDataModule(L.LightningDataModule):
         self.num_workers, self.pin_memory, self.seed = num_workers, pin_memory, seed
         self._train: Dataset | None = None
         self._val: Dataset | None = None
+        self._seeded_rank: int | None = None
 
     # -- what subclasses provide ----------------------------------------------------------------------------
     def train_dataset(self) -> Dataset:
@@ -114,7 +115,11 @@ class SSLDataModule(L.LightningDataModule):
         if self._train is None:
             self._train = self.train_dataset()
             self._val = self.val_dataset() if self.num_classes else None
-        self.augment.reseed(self.seed + 1000 * self._rank_and_world()[0])
+        rank = self._rank_and_world()[0]
+        if self._seeded_rank != rank:  # once per rank: evaluation passes call setup() again every epoch, and
+            # re-seeding there would replay epoch 0's augmentations in every epoch
+            self.augment.reseed(self.seed + 1000 * rank)
+            self._seeded_rank = rank
 
     @property
     def has_labels(self) -> bool:
