@@ -31,7 +31,7 @@ def test_short_run_writes_summary_metrics_and_checkpoints(tmp_path):
     assert (tmp_path / "summary.json").is_file() and (tmp_path / "checkpoints" / "last.ckpt").is_file()
     assert (tmp_path / "spectrum.npz").is_file()
     header = (tmp_path / "csv" / "metrics.csv").read_text().splitlines()[0]
-    for metric in ("train/loss", "train/frossl/regularizer", "train/frossl/invariance", "val/probe_top1", "val/knn_top1", "train/effective_rank"):
+    for metric in ("train/loss", "train/frossl/regularizer", "train/frossl/invariance", "val/probe_top1", "val/knn_top1", "val/knn_train_seconds", "train/effective_rank"):
         assert metric in header, metric
 
 

@@ -66,6 +66,20 @@ def test_cifar_holdout_replaces_missing_test_batch(tmp_path):
     assert len(datamodule._val) == 50 and len(datamodule._train) == 450
 
 
+def test_cifar_train_fraction_is_a_stratified_subset_and_leaves_validation_alone(tmp_path):
+    write_cifar(tmp_path, num_train=500)
+    full = CIFARDataModule(_augment(), root=str(tmp_path), holdout_fraction=0.1)
+    part = CIFARDataModule(_augment(), root=str(tmp_path), holdout_fraction=0.1, train_fraction=0.2)
+    full.setup()
+    part.setup()
+    assert len(part._train) == 90 and torch.equal(part._val.images, full._val.images)
+    assert torch.bincount(part._train.labels, minlength=10).tolist() == [9] * 10
+    full_rows = {tuple(row) for row in full._train.images.flatten(1)[:, :16].tolist()}
+    assert all(tuple(row) in full_rows for row in part._train.images.flatten(1)[:, :16].tolist())
+    with pytest.raises(ValueError, match=r"data.train_fraction=0 must lie in \(0, 1\]"):
+        CIFARDataModule(_augment(), root=str(tmp_path), train_fraction=0)
+
+
 def test_missing_cifar_message_names_place_and_fixes(tmp_path):
     with pytest.raises(DataNotFoundError) as info:
         CIFARDataModule(_augment(), root=str(tmp_path / "nowhere"))

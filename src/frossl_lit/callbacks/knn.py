@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import lightning as L
@@ -51,6 +52,8 @@ class KNNEvaluation(L.Callback):
         self.initial_top1: float | None = None
         self.last_top1: float | None = None
         self.last_step: int | None = None
+        self._clock_start: float | None = None  # training wall-clock, kNN passes excluded (this segment)
+        self._eval_seconds = 0.0
 
     @property
     def state_key(self) -> str:
@@ -64,6 +67,7 @@ class KNNEvaluation(L.Callback):
             self.initial_top1 = result["val/knn_top1"]
             for logger in trainer.loggers:
                 logger.log_metrics({"val/knn_top1": self.initial_top1}, step=trainer.global_step)
+        self._clock_start, self._eval_seconds = time.perf_counter(), 0.0
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.last_step == trainer.global_step or trainer.global_step == 0:
@@ -87,6 +91,15 @@ class KNNEvaluation(L.Callback):
                 pl_module.log(name, value, sync_dist=False)
 
     def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, float] | None:
+        """kNN top-1/top-5 and ``val/knn_train_seconds``: wall-clock since training started, less the kNN passes."""
+        started = time.perf_counter()
+        result = self._evaluate(trainer, pl_module)
+        self._eval_seconds += time.perf_counter() - started
+        if result is not None and self._clock_start is not None:
+            result["val/knn_train_seconds"] = time.perf_counter() - self._clock_start - self._eval_seconds
+        return result
+
+    def _evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, float] | None:
         datamodule = trainer.datamodule
         bank_loader = datamodule.bank_dataloader() if datamodule is not None else None
         if bank_loader is None:

@@ -38,7 +38,8 @@ class CIFARDataModule(InMemoryDataModule):
 
     Validation is the official test batch; with ``holdout_fraction > 0`` it is instead a stratified, seeded
     fraction carved from the training batches (for copies without a test batch, such as the one
-    ``../shared/tools/cifar10_from_jpg.py`` makes).
+    ``../shared/tools/cifar10_from_jpg.py`` makes). ``train_fraction < 1`` then pretrains on a stratified, seeded
+    subset of the remaining training images (the kNN bank is that subset too).
     """
 
     folder = "cifar-10-batches-py"
@@ -49,13 +50,22 @@ class CIFARDataModule(InMemoryDataModule):
     downloader = "CIFAR10"
 
     def __init__(
-        self, *args, root: str, download: bool = False, holdout_fraction: float = 0.0, split_seed: int = 0, **kwargs
+        self,
+        *args,
+        root: str,
+        download: bool = False,
+        holdout_fraction: float = 0.0,
+        train_fraction: float = 1.0,
+        split_seed: int = 0,
+        **kwargs,
     ) -> None:
         super().__init__(*args, **kwargs)
         if not 0.0 <= holdout_fraction < 1.0:
             raise ValueError(f"data.holdout_fraction={holdout_fraction} must lie in [0, 1)")
+        if not 0.0 < train_fraction <= 1.0:
+            raise ValueError(f"data.train_fraction={train_fraction} must lie in (0, 1]")
         self.root, self.download = Path(root).expanduser(), download
-        self.holdout_fraction, self.split_seed = holdout_fraction, split_seed
+        self.holdout_fraction, self.train_fraction, self.split_seed = holdout_fraction, train_fraction, split_seed
         self.directory = self._locate()
 
     def _locate(self) -> Path:
@@ -97,6 +107,13 @@ class CIFARDataModule(InMemoryDataModule):
                     f"batch, or carve validation from training with data.holdout_fraction=0.1."
                 )
             val_x, val_y = _read_batch(test_path, self.label_key)
+        if self.train_fraction < 1.0:  # a stratified, seeded subset for short studies (validation untouched)
+            from sklearn.model_selection import train_test_split
+
+            keep, _ = train_test_split(
+                np.arange(len(train_y)), train_size=self.train_fraction, stratify=train_y, random_state=self.split_seed
+            )
+            train_x, train_y = train_x[np.sort(keep)], train_y[np.sort(keep)]
         as_tensor = torch.from_numpy
         return as_tensor(train_x), as_tensor(train_y), as_tensor(np.ascontiguousarray(val_x)), as_tensor(val_y)
 
