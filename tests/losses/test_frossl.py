@@ -21,7 +21,7 @@ def reference_official(views, invariance_weight, balance_views=False):
     num_views, dim = len(views), views[0].shape[1]
     normed = [z / torch.sqrt((z**2).sum(dim=0)) for z in views]
     mean_view = sum(normed) / num_views
-    factor = 2 if balance_views else num_views
+    factor = num_views / (num_views - 1) if balance_views else num_views
     return sum(_regularizer(z) + factor * dim * invariance_weight * ((z - mean_view) ** 2).mean() for z in normed)
 
 
@@ -85,12 +85,29 @@ def test_each_formulation_matches_its_reference_value_and_gradients(formulation,
 
 @pytest.mark.parametrize("num_views,n,dim", CASES)
 def test_balanced_views_keep_the_two_view_weight(num_views, n, dim):
-    """balance_views: the official invariance × 2/V (identical to the official loss at V = 2)."""
+    """balance_views: the official invariance ÷ (V − 1), i.e. V·D·λ times the unbiased variance across the views
+    (identical to the official loss at V = 2)."""
     views = _views(num_views, n, dim)
     ours, parts = frossl_loss(views, invariance_weight=0.7, balance_views=True)
     _assert_matches(ours, parts, reference_official(views, 0.7, balance_views=True), views)
     if num_views == 2:
         torch.testing.assert_close(ours, frossl_loss(views, invariance_weight=0.7)[0], rtol=0, atol=0)
+
+
+def test_balance_keeps_the_invariance_per_view_independent_of_the_view_count():
+    """Views = one signal + independent noise: balanced, the mean invariance per view is the same at V = 2, 4, 8
+    (its ratio to the regulariser does not move); the official weighting grows it as V − 1."""
+    generator = torch.Generator().manual_seed(0)
+    signal = torch.randn(512, 64, generator=generator, dtype=torch.float64)
+
+    def per_view(num_views, balance):
+        views = [signal + 0.3 * torch.randn(512, 64, generator=generator, dtype=torch.float64) for _ in range(num_views)]
+        return frossl_loss(views, balance_views=balance)[1]["invariance"].mean()
+
+    balanced = torch.stack([per_view(v, True) for v in (2, 4, 8)])
+    official = torch.stack([per_view(v, False) for v in (2, 4, 8)])
+    torch.testing.assert_close(balanced / balanced[0], torch.ones(3, dtype=torch.float64), rtol=0.03, atol=0)
+    torch.testing.assert_close(official / official[0], torch.tensor([1.0, 3.0, 7.0], dtype=torch.float64), rtol=0.03, atol=0)
 
 
 def test_paper_multiview_is_balanced_by_construction():

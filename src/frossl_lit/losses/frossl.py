@@ -2,36 +2,32 @@
 
 The official code (OFSkean/FroSSL ``solo/losses/frossl.py``) changed its loss after the paper's runs, and the
 invariance weight λ does not carry from one formulation to another, nor (in ``official``) from one view count to
-another. Every formulation shares the regulariser ``log ||K_v / tr K_v||_F^2`` of each view's Gram matrix; they
-differ in how the embeddings are normalised and how the invariance term is weighted:
+another. Every formulation shares the regulariser ``log ||K_v / tr K_v||_F^2`` of each view's Gram matrix K_v; they
+differ in how each view's embeddings Z_v (N×D) are normalised and how the invariance is weighted:
 
-=================  ==========================================  ===============================================
-formulation        normalisation of each view Z_v (N×D)        invariance term
-=================  ==========================================  ===============================================
-``official``       each column unit norm over the batch        per view: V·D·λ·MSE(Z_v, mean_u Z_u)
-                   (``multiview_frossl_loss_func``, HEAD        (eq. 3 of the paper scaled by D)
-                   since 2024-08-06, every view count)
-``paper_two_view`` each column centred, divided by its std,     λ·MSE(Z_a, Z_b), once for the pair (reported
-                   then rescaled to norm √D (``frossl_loss_     as λ·MSE/2 on each view); V must be 2
-                   func``, the paper's runs with 2 views)
-``paper_multiview`` each row rescaled to norm √D (the paper-era per view: λ·MSE(Z_v, mean_u Z_u)
-                   ``multiview_frossl_loss_func``, runs with
-                   more than 2 views, until 2024-08-06)
-=================  ==========================================  ===============================================
+- ``official`` (``multiview_frossl_loss_func`` since 2024-08-06, every view count): each column of Z_v unit norm
+  over the batch; per view ``V·D·λ·MSE(Z_v, mean_u Z_u)`` (eq. 3 of the paper scaled by D).
+- ``paper_two_view`` (``frossl_loss_func``, the paper's 2-view runs, and SEAR-MSE before it): each column centred,
+  divided by its std, rescaled to norm √D; ``λ·MSE(Z_a, Z_b)`` once for the pair (reported as half on each view).
+- ``paper_multiview`` (the multiview function of the paper's 4- and 8-view runs, until 2024-08-06): each row
+  rescaled to norm √D; per view ``λ·MSE(Z_v, mean_u Z_u)``.
 
 MSE is the mean over the N·D entries (``F.mse_loss``). Until 2024-08-06 ``frossl_loss_func`` divided the D×D Gram
 matrix by N instead of its trace; with columns of norm √D the two differ by the constant 2·log(D²/N) per view
 (identical gradients): this module divides by the trace, as the code kept "for compatibility with the paper" does.
 
-**Views and the balance of the two terms.** In ``official`` the invariance of each view is ≈ V·λ·‖Z_v − Z̄‖²/N,
-summed over V views: its total grows as V² while the regulariser's grows as V. At V = 2 and λ = 1 the balance is
-the one the official CIFAR recipe was tuned at; at V = 4 or 8 with the same λ the invariance outweighs the
-regulariser 2× or 4× more, and with the 2048-2048-1024 projector (D/N = 4 at batch 256, 16 at batch 64) the
-cheapest way down is to make the views identical by collapsing the embedding's spectrum (measured: effective
-rank ≈ 2 within 40 steps on CIFAR-10 at V = 4, λ = 1, with and without warm-up; see README "Reproducing the
-paper"). ``balance_views=True`` multiplies the ``official`` invariance by 2/V, i.e. keeps V·λ at its 2-view
-value, so one λ serves every view count; at V = 2 it changes nothing. ``paper_multiview`` has no factor V and is
-balanced by construction (the switch does not change it).
+**Views and the balance of the two terms.** Summed over the views, the ``official`` invariance is
+``V·D·λ·(V − 1)·s²``, with s² the (unbiased, per-entry) variance of the V normalised views around their mean, while
+the regulariser sums V terms of at most log min(N, D) in size. So with λ fixed the invariance outweighs the
+regulariser V − 1 times more than at V = 2 (3× at V = 4, 7× at V = 8), and its scale also grows with D/N (each
+column has unit norm, so entries are ~1/√N). Past a point the cheapest way down is to make the views identical by
+collapsing the spectrum: on CIFAR-10 (small CNN, projector 2048-2048-1024, batch 256) V = 4 at λ = 1 reached an
+effective rank of 4 (of 1024) within 40 steps, and faster without warm-up; the same run trains with D = 256, with
+the paper-era multiview loss, or with this balance (``experiments/results/views_collapse.md``). The warm-up and the
+optimizer only change how fast it happens. ``balance_views=True`` divides the ``official`` invariance by V − 1,
+i.e. weights V·D·λ·s², whose ratio to the regulariser does not depend on V: one λ serves every view count, and at
+V = 2 nothing changes. ``paper_multiview`` has no factor V and ``paper_two_view`` takes 2 views: the switch
+changes neither.
 """
 
 from __future__ import annotations
@@ -72,7 +68,7 @@ def frossl_loss(
     maximises the collision entropy of K_v (it spreads the eigenvalue spectrum); the logarithm balances it
     against the invariance term.
 
-    ``balance_views`` (``official`` only) scales the invariance by 2/V; ``gram`` forces the D×D (``"features"``)
+    ``balance_views`` (``official`` only) divides the invariance by V − 1; ``gram`` forces the D×D (``"features"``)
     or N×N (``"samples"``) Gram matrix, ``"auto"`` takes the smaller.
 
     Returns ``(total, {"regularizer": (V,), "invariance": (V,)})``.
@@ -104,7 +100,7 @@ def frossl_loss(
         mse = collective.sum((z - z.mean(dim=0, keepdim=True)).pow(2).sum(dim=(-2, -1))) / (n_global * dim)
         scale = invariance_weight
         if formulation == "official":
-            scale = scale * (2 if balance_views else num_views) * dim
+            scale = scale * num_views * dim / ((num_views - 1) if balance_views else 1)
         invariance = scale * mse
 
     total = regularizer.sum() + invariance.sum()
