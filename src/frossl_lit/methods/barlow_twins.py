@@ -10,6 +10,7 @@ class BarlowTwins(SSLMethod):
     """Barlow Twins (Zbontar et al., ICML 2021); off-diagonal weight 0.0051 as in the paper."""
 
     name = "barlow_twins"
+    views_supported = (2, 2)
 
     def __init__(self, *, off_diagonal_weight: float = 0.0051, scale: float = 1.0, **base) -> None:
         super().__init__(**base)

@@ -14,6 +14,7 @@ class FroSSL(SSLMethod):
     """
 
     name = "frossl"
+    views_supported = (2, None)  # any number of views, multi-crop included
 
     def __init__(
         self,

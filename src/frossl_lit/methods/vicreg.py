@@ -10,6 +10,7 @@ class VICReg(SSLMethod):
     """VICReg (Bardes et al., ICLR 2022); weights default to the paper's 25 / 25 / 1."""
 
     name = "vicreg"
+    views_supported = (2, 2)
 
     def __init__(
         self, *, invariance_weight: float = 25.0, variance_weight: float = 25.0, covariance_weight: float = 1.0, **base

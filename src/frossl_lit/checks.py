@@ -1,0 +1,128 @@
+"""Values a user can mistype, checked on the composed config before anything heavy runs.
+
+:func:`check_config` runs first in ``train()``: before seeding, before the data is read and before the kNN pass at
+initialisation. Each failure is one :class:`~frossl_lit.errors.UserError` whose message starts with the config
+key and its value, says what the value must be and how to fix it; the entry point prints it alone and exits 2.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from hydra.utils import get_class
+from omegaconf import DictConfig, ListConfig
+
+from frossl_lit.errors import UserError
+
+_PROBABILITIES = ("hflip_prob", "jitter_prob", "grayscale_prob", "blur_prob", "solarize_prob")
+
+
+def _fail(key: str, value: Any, must: str, fix: str) -> None:
+    raise UserError(f"{key}={value!r} {must}; {fix}")
+
+
+def _check(cfg: DictConfig, key: str, ok: Callable[[Any], bool], must: str, fix: str) -> None:
+    """Fail with ``key``'s value unless ``ok(value)``; an absent key passes (its group may not have it)."""
+    node, _, leaf = key.rpartition(".")
+    parent = cfg
+    for part in filter(None, node.split(".")):
+        if isinstance(parent, ListConfig) and part.isdigit() and int(part) < len(parent):
+            parent = parent[int(part)]
+        else:
+            parent = parent.get(part) if isinstance(parent, DictConfig) else None
+        if parent is None:
+            return
+    if not isinstance(parent, DictConfig) or leaf not in parent:
+        return
+    value = parent[leaf]
+    try:
+        good = ok(value)
+    except TypeError:
+        good = False
+    if not good:
+        _fail(key, value, must, fix)
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def view_range(method_target: str) -> tuple[int, int | None]:
+    """The (min, max) view count the method class declares (``SSLMethod.views_supported``)."""
+    return getattr(get_class(method_target), "views_supported", (2, None))
+
+
+def _check_views(cfg: DictConfig) -> None:
+    augment, method = cfg.get("augment"), cfg.get("method")
+    if augment is None or method is None or "_target_" not in method:
+        return
+    _check(cfg, "augment.num_views", _positive_int, "must be a whole number of views >= 1", "e.g. augment.num_views=2")
+    _check(cfg, "augment.small_views", lambda v: isinstance(v, int) and v >= 0, "must be >= 0", "e.g. augment.small_views=0")
+    low, high = view_range(method._target_)
+    total = augment.num_views + augment.get("small_views", 0)
+    name = method._target_.rsplit(".", 1)[-1]
+    if total < low or (high is not None and total > high):
+        allowed = f"exactly {low}" if low == high else f"at least {low}" if high is None else f"{low} to {high}"
+        _fail(
+            "augment.num_views", augment.num_views,
+            f"gives {total} views in all, but {name} takes {allowed}",
+            f"set augment.num_views={low}" + ("" if high == low else " or more") + (" and augment.small_views=0" if augment.get("small_views") else ""),
+        )
+
+
+def _check_recipe(cfg: DictConfig, key: str) -> None:
+    for name in _PROBABILITIES:
+        _check(cfg, f"{key}.{name}", lambda v: _number(v) and 0 <= v <= 1, "is a probability: it must lie in [0, 1]", f"e.g. {key}.{name}=0.5")
+    _check(
+        cfg, f"{key}.scale",
+        lambda v: isinstance(v, ListConfig) and len(v) == 2 and all(map(_number, v)) and 0 < v[0] <= v[1] <= 1,
+        "must be [min, max] with 0 < min <= max <= 1 (fractions of the image area)", f"e.g. {key}.scale=[0.08,1.0]",
+    )
+    _check(cfg, f"{key}.size", _positive_int, "must be a positive number of pixels", f"e.g. {key}.size=32")
+    _check(cfg, f"{key}.hue", lambda v: _number(v) and 0 <= v <= 0.5, "must lie in [0, 0.5]", f"e.g. {key}.hue=0.1")
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Raise one :class:`UserError` for the first value a run cannot use (see the module docstring)."""
+    batch_fix = "the batch per device, e.g. data.batch_size=256"
+    _check(cfg, "data.batch_size", _positive_int, "must be a positive whole number", batch_fix)
+    _check(cfg, "data.eval_batch_size", _positive_int, "must be a positive whole number", "e.g. data.eval_batch_size=512")
+    _check(cfg, "data.num_workers", lambda v: isinstance(v, int) and v >= 0, "must be >= 0", "e.g. data.num_workers=4")
+    for key in ("data.holdout_fraction", "data.val_fraction"):
+        _check(cfg, key, lambda v: _number(v) and 0 <= v < 1, "is a fraction: it must lie in [0, 1)", f"e.g. {key}=0.1")
+    _check(cfg, "data.train_fraction", lambda v: _number(v) and 0 < v <= 1, "is a fraction: it must lie in (0, 1]", "e.g. data.train_fraction=1.0")
+
+    _check_views(cfg)
+    recipes = cfg.get("augment", {}).get("recipes")
+    if isinstance(recipes, ListConfig):
+        if len(recipes) == 0:
+            _fail("augment.recipes", [], "is empty", "give at least one view recipe (see conf/augment/)")
+        for index in range(len(recipes)):
+            _check_recipe(cfg, f"augment.recipes.{index}")
+    if cfg.get("augment", {}).get("small_recipe") is not None:
+        _check_recipe(cfg, "augment.small_recipe")
+
+    trainer = cfg.get("trainer", {})
+    max_steps = trainer.get("max_steps", -1)
+    _check(cfg, "trainer.max_steps", lambda v: isinstance(v, int) and (v == -1 or v >= 1), "must be -1 (no limit) or >= 1", "e.g. trainer.max_steps=-1")
+    if not trainer.get("fast_dev_run"):
+        _check(
+            cfg, "trainer.max_epochs",
+            lambda v: v is None or (isinstance(v, int) and (v >= 1 or (v == -1 and max_steps >= 1))),
+            "must be >= 1 (or -1 with trainer.max_steps set): the run would train nothing",
+            "e.g. trainer.max_epochs=10 (or schedule.max_epochs, which it follows)",
+        )
+
+    knn = cfg.get("callbacks", {}).get("knn")
+    if knn is not None:
+        _check(cfg, "callbacks.knn.k", _positive_int, "must be a positive number of neighbours", "e.g. callbacks.knn.k=20")
+        _check(cfg, "callbacks.knn.temperature", lambda v: _number(v) and v > 0, "must be > 0", "e.g. callbacks.knn.temperature=0.07")
+        _check(cfg, "callbacks.knn.every_n_epochs", _positive_int, "must be >= 1", "e.g. callbacks.knn.every_n_epochs=1 (or callbacks.knn=null)")
+    _check(cfg, "schedule.optimizer.lr", lambda v: _number(v) and v > 0, "must be a positive finite learning rate", "e.g. schedule.optimizer.lr=0.3")
+    _check(cfg, "method.invariance_weight", lambda v: _number(v) and v >= 0, "must be >= 0", "e.g. method.invariance_weight=1.0")

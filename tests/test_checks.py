@@ -1,0 +1,52 @@
+"""Mistyped values fail first with one line that names the key (frossl_lit.checks), and through the CLI with
+exit status 2 and at most 3 lines on stderr."""
+
+from __future__ import annotations
+
+import pytest
+
+from frossl_lit.checks import check_config
+from frossl_lit.errors import UserError
+from tests.conftest import compose_config, run_cli
+
+BAD = [
+    (["data.batch_size=0"], r"^data\.batch_size=0 must be a positive whole number; the batch per device"),
+    (["data.batch_size=-1"], r"^data\.batch_size=-1 "),
+    (["augment.num_views=1"], r"^augment\.num_views=1 gives 1 views in all, but FroSSL takes at least 2; set augment\.num_views=2 or more"),
+    (["method=vicreg", "augment.num_views=4"], r"^augment\.num_views=4 gives 4 views in all, but VICReg takes exactly 2; set augment\.num_views=2$"),
+    (["trainer.max_epochs=0"], r"^trainer\.max_epochs=0 must be >= 1"),
+    (["trainer.max_epochs=-1"], r"^trainer\.max_epochs=-1 must be >= 1 \(or -1 with trainer\.max_steps set\)"),
+    (["callbacks.knn.k=0"], r"^callbacks\.knn\.k=0 must be a positive number of neighbours"),
+    (["augment.recipes.0.scale=[0.5,0.2]"], r"^augment\.recipes\.0\.scale=\[0\.5, 0\.2\] must be \[min, max\]"),
+    (["augment.recipes.0.jitter_prob=1.5"], r"^augment\.recipes\.0\.jitter_prob=1\.5 is a probability"),
+    (["data.val_fraction=1.2"], r"^data\.val_fraction=1\.2 is a fraction"),
+    (["schedule.optimizer.lr=-1"], r"^schedule\.optimizer\.lr=-1 must be a positive finite learning rate"),
+]
+
+
+@pytest.mark.parametrize("overrides,message", BAD, ids=[" ".join(o) for o, _ in BAD])
+def test_a_bad_value_names_its_key_and_the_fix(overrides, message, tmp_path):
+    cfg = compose_config(overrides, tmp_path)
+    with pytest.raises(UserError, match=message):
+        check_config(cfg)
+
+
+@pytest.mark.parametrize("overrides", [[], ["method=vicreg"], ["augment.num_views=8"], ["trainer.max_epochs=-1", "trainer.max_steps=5"],
+                                       ["trainer.fast_dev_run=true", "trainer.max_epochs=0"]])
+def test_good_configs_pass(overrides, tmp_path):
+    check_config(compose_config(overrides, tmp_path))
+
+
+@pytest.mark.parametrize("override,key", [("data.batch_size=0", "data.batch_size=0"), ("augment.num_views=1", "augment.num_views=1")])
+def test_cli_exits_2_with_at_most_three_lines_before_anything_heavy(override, key, tmp_path):
+    result = run_cli([override, f"hydra.run.dir={tmp_path}/run"], cwd=tmp_path, timeout=120)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2 and len(result.stderr.splitlines()) <= 3, result.stderr
+    assert len(lines) == 1 and key in lines[0] and "Traceback" not in result.stderr
+    assert not (tmp_path / "run" / "csv").exists()  # nothing ran: no logger, no kNN pass
+
+
+def test_batch_larger_than_the_dataset_names_the_key(tmp_path):
+    result = run_cli(["data.batch_size=5000", "callbacks.knn.at_start=false", f"hydra.run.dir={tmp_path}/run"], cwd=tmp_path, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert "data.batch_size=5000 × 1 device(s) is more than the 1437 training images" in result.stderr
