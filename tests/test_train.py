@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 
+import lightning as L
+import pytest
 import torch
 
 from frossl_lit.train import train
-from tests.conftest import TINY, compose_config, run_cli
+from tests.conftest import REPO, TINY, compose_config, run_cli
 
 
 def _summary(run_dir):
@@ -103,3 +107,29 @@ def test_frossl_trains_on_many_views_and_multi_crop(tmp_path):
     assert summary["global_step"] == 3
     header = (tmp_path / "csv" / "metrics.csv").read_text().splitlines()[0]
     assert "train/frossl/regularizer_view5" in header and "train/frossl/regularizer_view6" not in header
+
+
+
+class KillRank(L.Callback):
+    """SIGKILLs the process of ``rank`` after optimizer step ``step``, as a lost node would."""
+
+    def __init__(self, rank: int, step: int) -> None:
+        self.rank, self.step = rank, step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_rank == self.rank and trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+@pytest.mark.parametrize("rank", [1, 0])
+def test_ddp_with_a_rank_killed_the_other_stops_with_one_line(rank, tmp_path):
+    result = run_cli(
+        [*TINY, "trainer=ddp", "trainer.devices=2", "trainer.max_epochs=2", "data.batch_size=32", "callbacks.knn=null",
+         "+callbacks.killer._target_=tests.test_train.KillRank", f"+callbacks.killer.rank={rank}", "+callbacks.killer.step=3",
+         f"hydra.run.dir={tmp_path}/run"],
+        cwd=tmp_path, env={"PYTHONPATH": str(REPO)}, timeout=240,
+    )
+    errors = [line for line in result.stderr.splitlines() if "frossl_lit: error:" in line]
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    if rank == 1:  # the survivor is the launching process, whose stderr the user sees
+        assert len(errors) == 1 and "another DDP process of this run stopped" in errors[0], result.stderr[-3000:]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import torch
@@ -43,7 +44,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         print(f"wrote {export(args.ckpt, args.out)}")
     except UserError as error:
-        raise SystemExit(f"frossl_lit: error: {error}") from None
+        print(f"frossl_lit: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

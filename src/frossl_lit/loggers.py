@@ -67,3 +67,36 @@ def wandb_logger(
     if id is not None:
         kwargs.update(id=id, resume="allow")
     return WandbLogger(save_dir=save_dir, offline=resolved == "offline", **kwargs)
+
+
+def read_csv_history(ckpt_path: str, up_to_step: int) -> list[dict[str, float]]:
+    """The rows that the run a checkpoint belongs to logged before the checkpoint's step (its
+    ``<run dir>/csv/metrics.csv``; empty when there is none), and the validation rows logged at that step (the
+    evaluation of the epoch the checkpoint ends). Later rows are left out: the resumed run logs those steps again."""
+    import csv
+
+    path = Path(ckpt_path).resolve().parents[1] / "csv" / "metrics.csv"
+    if not path.is_file():
+        return []
+    rows = []
+    with open(path, newline="") as handle:
+        for row in csv.DictReader(handle):
+            values = {key: float(value) for key, value in row.items() if key and value not in ("", None)}
+            evaluation_only = all(key.startswith("val/") for key in values if key not in ("step", "epoch"))
+            if "step" in values and (values["step"] < up_to_step or (values["step"] == up_to_step and evaluation_only)):
+                values["step"] = int(values["step"])
+                if "epoch" in values:
+                    values["epoch"] = int(values["epoch"])
+                rows.append(values)
+    return rows
+
+
+def continue_csv_history(loggers: list, rows: list[dict[str, float]]) -> None:
+    """Write ``rows`` first into each CSV logger's ``metrics.csv`` so that a resumed run's file holds every step."""
+    from lightning.pytorch.loggers import CSVLogger
+
+    for logger in loggers:
+        if isinstance(logger, CSVLogger) and rows:
+            writer = logger.experiment  # creating it clears an earlier metrics.csv in the same directory
+            writer.metrics.extend(dict(row) for row in rows)
+            writer.save()

@@ -8,6 +8,7 @@ run directory (or ``+grid.out=PATH``).
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import hydra
@@ -46,7 +47,8 @@ def main(cfg: DictConfig) -> None:
     try:
         datamodule = instantiate(cfg.data)
     except UserError as error:
-        raise SystemExit(f"frossl_lit: error: {error}") from None
+        print(f"frossl_lit: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
     tiles = view_grid(datamodule, int(grid.get("images", 8)))
     out = Path(grid.get("out", Path(cfg.paths.output_dir) / "views.png"))
     out.parent.mkdir(parents=True, exist_ok=True)

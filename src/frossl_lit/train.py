@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +18,16 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from frossl_lit.callbacks.knn import KNNEvaluation
-from frossl_lit.callbacks.online_probe import OnlineLinearProbe
+from frossl_lit.checkpointing import DivergedError, load_for_resume
+from frossl_lit.checks import check_config
 from frossl_lit.errors import UserError
 from frossl_lit.hydra_ddp import single_job_command_line
+from frossl_lit.loggers import continue_csv_history, read_csv_history
 
 
-def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule, list[L.Callback], L.Trainer]:
-    """Instantiate the data, model, callbacks, loggers and trainer a config describes."""
+def build(cfg: DictConfig, resume: dict[str, Any] | None = None) -> tuple[L.LightningDataModule, L.LightningModule, list[L.Callback], L.Trainer]:
+    """Instantiate the data, model, callbacks, loggers and trainer a config describes (``resume``: the checkpoint
+    a run continues from, whose logger run ids are reused)."""
     datamodule = instantiate(cfg.data)
     model = instantiate(
         cfg.method,
@@ -37,7 +38,7 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule, li
         no_decay_lr_scale=cfg.schedule.get("no_decay_lr_scale", 1.0),
     )
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
-    run_ids = _logger_versions(cfg.get("ckpt_path"))
+    run_ids = (resume or {}).get("logger_versions", {})
     loggers = [
         instantiate(c, **({"id": run_ids["WandbLogger"]} if "wandb" in c._target_ and "WandbLogger" in run_ids else {}))
         for c in cfg.logger.values()
@@ -47,47 +48,38 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule, li
     return datamodule, model, callbacks, trainer
 
 
-def _logger_versions(ckpt_path: str | None) -> dict[str, str]:
-    """The logger run ids a checkpoint recorded (empty without a checkpoint)."""
-    if not ckpt_path:
-        return {}
-    if not Path(ckpt_path).is_file():
-        raise UserError(f"ckpt_path={ckpt_path} does not exist; point it at a run's checkpoints/last.ckpt")
-    import torch
-
-    return torch.load(ckpt_path, map_location="cpu", weights_only=False, mmap=True).get("logger_versions", {})
-
-
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit ``cfg`` and return the run's summary (also written to ``<run dir>/summary.json`` by rank 0)."""
-    started = time.time()
+    check_config(cfg)  # mistyped values fail here, before anything heavy
+    resume = load_for_resume(cfg.ckpt_path) if cfg.get("ckpt_path") else None
+    history = read_csv_history(cfg.ckpt_path, resume["global_step"]) if resume else []
     L.seed_everything(cfg.seed, workers=True)
-    datamodule, model, callbacks, trainer = build(cfg)
+    datamodule, model, callbacks, trainer = build(cfg, resume)
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    if trainer.is_global_zero:
+        continue_csv_history(trainer.loggers, history)  # a resumed run's metrics.csv holds every step
 
     with single_job_command_line():  # DDP children of a multirun job rejoin this job, not the sweep
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
 
-    knn = next((c for c in callbacks if isinstance(c, KNNEvaluation)), None)
-    probe = next((c for c in callbacks if isinstance(c, OnlineLinearProbe)), None)
     best = next((c.best_model_path for c in trainer.checkpoint_callbacks if c.monitor), None)
     last = Path(cfg.paths.output_dir, "checkpoints", "last.ckpt")
     summary = {
         "method": HydraConfig.get().runtime.choices.get("method"),
         "data": HydraConfig.get().runtime.choices.get("data"),
-        "probe_top1": probe.last_top1 if probe else None,
-        "probe_top5": probe.last_top5 if probe else None,
-        "knn_top1": knn.last_top1 if knn else None,
-        "knn_top1_init": knn.initial_top1 if knn else None,
+    }
+    for callback in callbacks:  # each callback publishes its own final figures (kNN, probe, skipped steps, …)
+        summary.update(callback.summary() if hasattr(callback, "summary") else {})
+    summary.update({
         "epochs": trainer.current_epoch,
         "global_step": trainer.global_step,
         "world_size": trainer.world_size,
-        "wall_seconds": round(time.time() - started, 2),
+        "wall_seconds": round(model.training_seconds, 2),  # training wall-clock over every resumed segment
         "run_dir": str(Path(cfg.paths.output_dir).resolve()),
         "best_checkpoint": best or None,
         "last_checkpoint": str(last.resolve()) if last.is_file() else None,
-    }
+    })
     if trainer.is_global_zero:
         Path(cfg.paths.output_dir, "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         _print_summary(summary)
@@ -104,9 +96,30 @@ def _print_summary(summary: dict[str, Any]) -> None:
     Console().print(table)
 
 
-def _fail(message: str) -> None:
+_PEER_FAILURES = ("Connection closed by peer", "Connection reset by peer", "Broken pipe", "NCCL communicator was aborted", "Socket Timeout")
+
+
+def _lost_a_peer(error: BaseException) -> bool:
+    """Whether ``error`` (or its cause) is a collective failing because another rank died."""
+    import torch.distributed as dist
+
+    while error is not None:
+        if isinstance(error, getattr(dist, "DistBackendError", ())) or any(text in str(error) for text in _PEER_FAILURES):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return (text[-1] if text else type(error).__name__)[:160]
+
+
+def _fail(message: str, status: int = 2) -> None:
+    if "Original Traceback" in message:  # raised in a DataLoader worker: its own message is the last line
+        message = message.strip().splitlines()[-1].split(": ", 1)[-1]
     print(f"\nfrossl_lit: error: {message}\n", file=sys.stderr)
-    sys.exit(2)
+    sys.exit(status)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
@@ -115,12 +128,22 @@ def main(cfg: DictConfig) -> float | None:
         summary = train(cfg)
     except UserError as error:
         _fail(str(error))
+    except DivergedError as error:  # the run itself went wrong, not its configuration
+        _fail(str(error), status=1)
     except InstantiationException as error:  # a constructor rejected a config value: show its own message
         cause = error.__cause__
         if isinstance(cause, UserError):
             _fail(str(cause))
         _fail(f"{error}" if cause is None else f"{error}".split("\n")[0] + f"\n  {type(cause).__name__}: {cause}")
-    return summary["probe_top1"]
+    except Exception as error:
+        if not _lost_a_peer(error):
+            raise
+        _fail(
+            f"another DDP process of this run stopped ({_first_line(error)}), so this one stops too; "
+            f"resume every process from {Path(cfg.paths.output_dir, 'checkpoints', 'last.ckpt')}",
+            status=1,
+        )
+    return summary.get(cfg.get("optimized_metric") or "probe_top1")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from frossl_lit.data.folder import ImageFolderDataModule, ImageNet100DataModule,
 from frossl_lit.data.stl10 import STL10DataModule
 from frossl_lit.errors import DataNotFoundError
 from frossl_lit.train import train
-from tests.conftest import TINY, compose_config, write_jpegs, write_stl10
+from tests.conftest import TINY, compose_config, run_cli, write_jpegs, write_stl10
 
 
 def _augment(size=32):
@@ -93,6 +93,11 @@ def test_folder_bad_inputs(tmp_path):
     with pytest.warns(UserWarning, match="skipping unreadable image .*0_0.jpg"):
         views, _ = skipping._train[index]
     assert views[0].shape == (3, 32, 32)
+    last_of_class_0 = folder / "class_0" / "0_3.jpg"  # skipped: the next readable image is class 1's, and so is its label
+    last_of_class_0.write_bytes(b"not an image")
+    with pytest.warns(UserWarning, match="skipping unreadable image .*0_3.jpg"):
+        _, label = skipping._train[skipping._train.paths.index(last_of_class_0)]
+    assert int(label) == 1
     with pytest.raises(ValueError, match="on_bad_image"):
         ImageFolderDataModule(_augment(), root=str(folder), on_bad_image="ignore")
 
@@ -116,3 +121,16 @@ def test_a_few_training_steps_on_each_format(dataset, tmp_path):
         assert summary["probe_top1"] is None and summary["knn_top1"] is None
     else:
         assert summary["knn_top1_init"] is not None and summary["knn_top1"] is not None
+
+
+def test_an_unreadable_image_met_in_a_worker_is_one_line(tmp_path):
+    folder = write_jpegs(tmp_path / "images", classes=2, per_class=6, size=24)
+    (folder / "class_0" / "0_0.jpg").write_bytes(b"broken")
+    result = run_cli(
+        ["data=folder", f"data.root={folder}", "data.num_workers=2", "data.val_fraction=0", "augment.recipes.0.size=32",
+         "+augment.eval_size=32", "data.batch_size=4", "trainer.max_epochs=1", f"hydra.run.dir={tmp_path}/run"],
+        cwd=tmp_path,
+    )
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert lines[-1].startswith("frossl_lit: error: cannot read image ") and "0_0.jpg" in lines[-1] and "data.on_bad_image=skip" in lines[-1]

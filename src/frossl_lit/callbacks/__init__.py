@@ -1,14 +1,18 @@
+from frossl_lit.callbacks.divergence import DivergenceGuard
 from frossl_lit.callbacks.knn import KNNEvaluation, knn_predict
 from frossl_lit.callbacks.online_probe import OnlineLinearProbe
 from frossl_lit.callbacks.plots import RunPlots, plot_run
 from frossl_lit.callbacks.spectrum import SpectrumDiagnostics, effective_rank
+from frossl_lit.callbacks.step_checkpoint import StepCheckpoint
 from frossl_lit.callbacks.throughput import ThroughputMonitor
 
 __all__ = [
+    "DivergenceGuard",
     "KNNEvaluation",
     "OnlineLinearProbe",
     "RunPlots",
     "SpectrumDiagnostics",
+    "StepCheckpoint",
     "ThroughputMonitor",
     "effective_rank",
     "knn_predict",

@@ -118,6 +118,10 @@ class KNNEvaluation(L.Callback):
             result["val/knn_top5"] = correct5 / max(total, 1)
         return result
 
+    def summary(self) -> dict[str, Any]:
+        """The figures this callback publishes in the run's summary."""
+        return {"knn_top1": self.last_top1, "knn_top1_init": self.initial_top1}
+
     def state_dict(self) -> dict[str, Any]:
         return {"initial_top1": self.initial_top1, "last_top1": self.last_top1, "last_step": self.last_step}
 

@@ -126,6 +126,10 @@ class OnlineLinearProbe(L.Callback):
         for logger in trainer.loggers:
             logger.log_metrics({k: float(v) for k, v in results.items()}, step=trainer.global_step)
 
+    def summary(self) -> dict[str, Any]:
+        """The figures this callback publishes in the run's summary."""
+        return {"probe_top1": self.last_top1, "probe_top5": self.last_top5}
+
     def state_dict(self) -> dict[str, Any]:
         if self.head is None:
             return {}

@@ -38,7 +38,10 @@ class SpectrumDiagnostics(L.Callback):
         if z.shape[0] < 2:
             return
         z = z - z.mean(dim=0, keepdim=True)
-        eigenvalues = torch.linalg.eigvalsh(z.T @ z / (z.shape[0] - 1)).flip(0).clamp_min(0)
+        try:  # a diverging step's embeddings are not finite: the divergence guard reports that, not this
+            eigenvalues = torch.linalg.eigvalsh(z.T @ z / (z.shape[0] - 1)).flip(0).clamp_min(0)
+        except torch.linalg.LinAlgError:
+            return
         pl_module.log("train/effective_rank", effective_rank(eigenvalues))
         pl_module.log("train/top_eigenvalue_fraction", eigenvalues[0] / eigenvalues.sum().clamp_min(1e-12))
         self.steps.append(trainer.global_step)
@@ -59,6 +62,18 @@ class SpectrumDiagnostics(L.Callback):
                 table = wandb.Table(data=[[i + 1, v] for i, v in enumerate(values)], columns=["index", "eigenvalue"])
                 plot = wandb.plot.line(table, "index", "eigenvalue", title=f"spectrum at step {trainer.global_step}")
                 logger.experiment.log({"train/spectrum": plot, "trainer/global_step": trainer.global_step})
+
+    @property
+    def state_key(self) -> str:
+        return "SpectrumDiagnostics"
+
+    def state_dict(self) -> dict:
+        """The spectra so far, so that a resumed run's spectrum.npz covers the whole run."""
+        return {"steps": list(self.steps), "spectra": [torch.from_numpy(s) for s in self.spectra]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.steps = list(state.get("steps", []))
+        self.spectra = [s.numpy() for s in state.get("spectra", [])]
 
     def on_train_end(self, trainer, pl_module) -> None:
         if trainer.is_global_zero and self.spectra and trainer.default_root_dir:

@@ -5,8 +5,9 @@ images. Crop, flip and resize are one ``grid_sample`` with a per-sample affine g
 solarisation are batched blends with per-sample factors (identity factors where a sample's coin says "skip", so
 there is no per-sample Python); hue is a per-sample rotation about the grey axis in YIQ space (as NVIDIA DALI
 does) and blur is kornia's ``gaussian_blur2d`` with a per-sample sigma. Random numbers come from the
-augmenter's own ``torch.Generator`` (seeded per rank), so
-augmentation does not share the global RNG and its state can be checkpointed.
+augmenter's own ``torch.Generator``, which the DataModule reseeds for every training batch from (seed, rank, epoch,
+batch index): augmentation does not share the global RNG, every epoch draws fresh views, and a resumed run draws
+exactly the views the uninterrupted run would have.
 
 Differences from torchvision's per-image pipeline, by design: the colour-jitter order is one random permutation
 per view batch rather than per image, and a random-resized crop whose sampled box does not fit is clamped to the
@@ -135,7 +136,7 @@ class ViewAugment:
         return large + [self.small_recipe] * self.small_views
 
     def reseed(self, seed: int) -> None:
-        """Restart the random stream (the DataModule calls this with base seed + rank)."""
+        """Restart the random stream (the DataModule calls this before every training batch)."""
         self.seed = seed
         self._generators.clear()
 

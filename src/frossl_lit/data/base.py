@@ -5,6 +5,10 @@ into V augmented views on the training device and an evaluation batch into norma
 in memory are indexed a whole batch at a time (no per-sample Python, no collate), and the module shards batches
 over DDP ranks itself with a seeded, epoch-aware sampler (so the trainer runs with
 ``use_distributed_sampler=false`` and the data order is a pure function of seed, epoch and rank).
+
+Exact resume: the augmentation of each training batch is seeded from (seed, rank, epoch, batch index), and the
+module's checkpointed state holds the position in the epoch, so a run resumed from a checkpoint written mid-epoch
+continues that epoch at its next batch with the same views as a run never interrupted.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from frossl_lit.data.augment import ViewAugment
+from frossl_lit.errors import UserError
 
 
 class ShardedBatchSampler:
@@ -36,9 +41,17 @@ class ShardedBatchSampler:
             raise ValueError(f"batch_size={batch_size} must be positive")
         self.size, self.batch_size, self.shuffle = size, batch_size, shuffle
         self.seed, self.rank, self.world_size, self.epoch = seed, rank, world_size, 0
+        self._resume: tuple[int, int] | None = None  # (epoch, batches to skip) for the next pass
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def resume_at(self, epoch: int, batches_done: int) -> None:
+        """Continue ``epoch`` after its first ``batches_done`` batches (the next epoch when that was all of it)."""
+        if batches_done >= len(self):
+            self.epoch, self._resume = epoch + 1, None
+        else:
+            self.epoch, self._resume = epoch, (epoch, batches_done)
 
     def __len__(self) -> int:
         if self.shuffle:
@@ -49,7 +62,9 @@ class ShardedBatchSampler:
         if self.shuffle:
             order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed + self.epoch))
             global_batch = self.batch_size * self.world_size
-            for step in range(len(self)):
+            first = self._resume[1] if self._resume is not None and self._resume[0] == self.epoch else 0
+            self._resume = None
+            for step in range(first, len(self)):
                 start = step * global_batch + self.rank * self.batch_size
                 yield order[start : start + self.batch_size]
         else:
@@ -97,7 +112,7 @@ class SSLDataModule(L.LightningDataModule):
         self.num_workers, self.pin_memory, self.seed = num_workers, pin_memory, seed
         self._train: Dataset | None = None
         self._val: Dataset | None = None
-        self._seeded_rank: int | None = None
+        self._resume_position: dict[str, int] | None = None
 
     # -- what subclasses provide ----------------------------------------------------------------------------
     def train_dataset(self) -> Dataset:
@@ -115,11 +130,6 @@ class SSLDataModule(L.LightningDataModule):
         if self._train is None:
             self._train = self.train_dataset()
             self._val = self.val_dataset() if self.num_classes else None
-        rank = self._rank_and_world()[0]
-        if self._seeded_rank != rank:  # once per rank: evaluation passes call setup() again every epoch, and
-            # re-seeding there would replay epoch 0's augmentations in every epoch
-            self.augment.reseed(self.seed + 1000 * rank)
-            self._seeded_rank = rank
 
     @property
     def has_labels(self) -> bool:
@@ -146,11 +156,16 @@ class SSLDataModule(L.LightningDataModule):
         self.setup()
         rank, world = self._rank_and_world()
         if len(self._train) < self.batch_size * world:
-            raise ValueError(
-                f"the training set has {len(self._train)} images, fewer than one global batch "
-                f"({self.batch_size} × {world} devices); lower data.batch_size"
+            raise UserError(
+                f"data.batch_size={self.batch_size} × {world} device(s) is more than the {len(self._train)} training "
+                f"images: not one batch fits; set data.batch_size={max(1, len(self._train) // world)} or lower"
             )
-        return self._loader(self._train, self.batch_size, shuffle=True)
+        loader = self._loader(self._train, self.batch_size, shuffle=True)
+        if self._resume_position is not None:  # a resumed run continues its epoch at the next batch
+            sampler = loader.batch_sampler if isinstance(loader.batch_sampler, ShardedBatchSampler) else loader.sampler
+            sampler.resume_at(**self._resume_position)
+            self._resume_position = None
+        return loader
 
     def val_dataloader(self) -> DataLoader | list:
         self.setup()
@@ -164,15 +179,32 @@ class SSLDataModule(L.LightningDataModule):
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         images, labels = batch
         if self.trainer is not None and self.trainer.training:
+            self.augment.reseed(self._augmentation_seed())
             return self.augment(images), labels
         return self.augment.eval_transform(images), labels
 
-    # -- checkpointed state: the augmentation stream restarts from the epoch's seed ---------------------------
+    # -- exact resume: the data order and the augmentation stream are functions of (seed, rank, epoch, batch) ---
+    def _augmentation_seed(self) -> int:
+        """Seed of this batch's augmentations: a function of the run's seed, the rank, the epoch and the batch's
+        index in the epoch (Lightning counts the batch as ready just after this hook), so that a resumed run draws
+        the same views as the uninterrupted one and every epoch draws fresh ones."""
+        trainer = self.trainer
+        batch = int(trainer.fit_loop.epoch_loop.batch_progress.current.ready)
+        return hash((self.seed, trainer.global_rank, trainer.current_epoch, batch)) & (2**63 - 1)
+
     def state_dict(self) -> dict[str, Any]:
-        return {"seed": self.seed}
+        """Saved with every checkpoint: the seed and the position in the training data (epoch, batches done), so
+        that a run resumed from a checkpoint written mid-epoch continues that epoch at its next batch."""
+        state: dict[str, Any] = {"seed": self.seed}
+        trainer = self.trainer
+        if trainer is not None and trainer.state.fn == "fit":
+            done = int(trainer.fit_loop.epoch_loop.batch_progress.current.processed)
+            state["position"] = {"epoch": trainer.current_epoch, "batches_done": done}
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.seed = state.get("seed", self.seed)
+        self._resume_position = state.get("position")
 
 
 class InMemoryDataModule(SSLDataModule):

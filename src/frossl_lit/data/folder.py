@@ -103,11 +103,14 @@ class ImageFiles(Dataset):
             ]
         return v2.Compose([v2.Resize(self.resize, antialias=True), v2.CenterCrop(self.size)])
 
-    def load(self, index: int) -> torch.Tensor:
+    def load(self, index: int) -> tuple[torch.Tensor, int]:
+        """The image at ``index`` and the index it was read from: with ``on_bad_image=skip`` an unreadable file
+        is replaced by the next readable one, whose own label goes with it."""
         for attempt in range(len(self.paths)):
-            path = self.paths[(index + attempt) % len(self.paths)]
+            read = (index + attempt) % len(self.paths)
+            path = self.paths[read]
             try:
-                return decode_rgb(path)
+                return decode_rgb(path), read
             except Exception as error:  # noqa: BLE001 - any decoder failure means the same to the user
                 if self.on_bad_image == "fail":
                     raise DataNotFoundError(
@@ -118,8 +121,7 @@ class ImageFiles(Dataset):
         raise DataNotFoundError("no image in the dataset could be read")
 
     def __getitem__(self, index) -> tuple:
-        index = int(index)
-        image = self.load(index)
+        image, index = self.load(int(index))
         if self._transforms is None:
             self._transforms = self._build()
         if self.crops is not None:

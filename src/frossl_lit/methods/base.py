@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -29,12 +30,16 @@ class SSLMethod(L.LightningModule):
         no_decay_lr_scale: multiplies the learning rate of biases and normalisation parameters (1 in every
             recipe but the official Barlow Twins code's, 0.024).
 
-    ``training_step`` returns, besides the loss, the detached backbone features and embeddings of the first view
-    and the labels: the online probe and the spectrum diagnostics read them from there (evaluation stays
-    outside the method's maths).
+    ``training_step`` returns, besides the loss, its detached parts, the detached backbone features and embeddings
+    of the first view and the labels: the online probe, the spectrum diagnostics and the divergence guard read them
+    from there (evaluation stays outside the method's maths). ``training_seconds`` is the run's training
+    wall-clock over all its segments (it is checkpointed, so a resumed run keeps counting).
     """
 
     name = "ssl"
+    # (min, max) total views (augment.num_views + augment.small_views) the loss takes; max None: no limit.
+    # Checked on the config before the run starts (frossl_lit.checks).
+    views_supported: tuple[int, int | None] = (2, None)
 
     def __init__(
         self,
@@ -53,6 +58,8 @@ class SSLMethod(L.LightningModule):
         self.projector = projector(in_dim=backbone.out_dim)
         self.optimizer_factory, self.scheduler_factory = optimizer, lr_scheduler
         self.collective = Collective(global_batch=global_batch)
+        self.latest_loss: torch.Tensor | None = None
+        self._earlier_seconds = 0.0
 
     def loss(self, embeddings: Sequence[torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         raise NotImplementedError
@@ -65,21 +72,53 @@ class SSLMethod(L.LightningModule):
         features = [self.backbone(view) for view in views]
         embeddings = [self.projector(feature) for feature in features]
         total, parts = self.loss(embeddings)
+        self.latest_loss = total.detach()  # read by the divergence guard before the optimizer step
         self.log("train/loss", total, prog_bar=True)
         for part, value in parts.items():
             self.log(f"train/{self.name}/{part}", value.sum())
             if value.ndim == 1:
                 for view, per_view in enumerate(value):
                     self.log(f"train/{self.name}/{part}_view{view}", per_view)
-        return {"loss": total, "features": features[0].detach(), "embeddings": embeddings[0].detach(), "labels": labels}
+        return {
+            "loss": total,
+            "parts": {part: value.detach() for part, value in parts.items()},
+            "features": features[0].detach(),
+            "embeddings": embeddings[0].detach(),
+            "labels": labels,
+        }
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
         images, labels = batch
         return {"features": self.backbone(images), "labels": labels}
 
+    def on_fit_start(self) -> None:
+        self._segment_started = time.monotonic()
+
+    @property
+    def training_seconds(self) -> float:
+        """Wall-clock of fit over every segment of the run (earlier ones from the checkpoint)."""
+        started = getattr(self, "_segment_started", None)
+        return self._earlier_seconds + (time.monotonic() - started if started is not None else 0.0)
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Record the loggers' run ids (e.g. the W&B run id) so that a resumed run logs to the same runs."""
+        """Record the loggers' run ids (e.g. the W&B run id), so that a resumed run logs to the same runs, and the
+        training wall-clock so far."""
         checkpoint["logger_versions"] = {type(logger).__name__: str(logger.version) for logger in self.loggers}
+        checkpoint["training_seconds"] = self.training_seconds
+        for logger in self.loggers:  # what was logged up to this checkpoint is on disk when it is
+            logger.save()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._earlier_seconds = float(checkpoint.get("training_seconds", 0.0))
+        self._restored = True
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        if getattr(self, "_restored", False):
+            # Lightning assumes a checkpoint was written at the end of a batch and adds one to the step counter
+            # that its loggers use; StepCheckpoint writes at the start of the next one. The counter is the
+            # number of optimizer steps done, i.e. global_step, however the checkpoint was written.
+            self.trainer.fit_loop.epoch_loop._batches_that_stepped = self.trainer.global_step
+            self._restored = False
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(split_weight_decay(self, self.no_decay_lr_scale))

@@ -1,0 +1,131 @@
+"""Divergence guard: a non-finite loss never reaches the weights, and the run stops (or skips the step) with one line."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+
+from frossl_lit.checkpointing import DivergedError
+
+ACTIONS = ("stop", "skip")
+
+
+class DivergenceGuard(L.Callback):
+    """Watches every step's loss, its parts and its gradients for NaN and infinity.
+
+    A step is bad when its loss, or (except under fp16, whose gradient scaler skips overflowing steps itself) one
+    of its gradients, is not finite. The norm layers' running statistics, which the bad batch's forward pass
+    already updated, are reset where it spoilt them.
+
+    - ``action="stop"`` (default): every gradient of a bad step is zeroed on the device, without a host round
+      trip, so the weights stay finite (what the optimizer does with a zero gradient, momentum and weight decay,
+      still applies). The flags are read on the host every ``check_every_n_steps`` steps (default: the trainer's
+      logging interval), at each epoch start (after the previous epoch's checkpoints) and at the end of training,
+      and then :class:`~frossl_lit.checkpointing.DivergedError` names the first non-finite step and the loss
+      terms that went non-finite; the entry point prints it as one line and exits 1.
+    - ``action="skip"``: a bad step is skipped outright (its gradients are dropped, so the optimizer does not
+      touch the weights), which costs one host round trip per step; ``train/skipped_steps`` is logged and the
+      count is checkpointed and lands in the summary.
+
+    Under ``16-mixed`` precision the gradient scaler keeps skipping steps whose *gradients* overflow, as usual;
+    this guard acts on the loss, which the losses compute in float32.
+    """
+
+    def __init__(self, action: str = "stop", check_every_n_steps: int | None = None) -> None:
+        if action not in ACTIONS:
+            raise ValueError(f"callbacks.divergence.action={action!r} must be one of {', '.join(ACTIONS)}")
+        self.action, self.check_every_n_steps = action, check_every_n_steps
+        self.skipped_steps = 0
+        self._flags: torch.Tensor | None = None  # per term: ever non-finite since the last check
+        self._first_step: torch.Tensor | None = None  # per term: first step it was non-finite (-1: never)
+        self._terms: list[str] = []
+
+    @property
+    def state_key(self) -> str:
+        return "DivergenceGuard"
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"skipped_steps": self.skipped_steps}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.skipped_steps = int(state.get("skipped_steps", 0))
+
+    # -- every step ----------------------------------------------------------------------------------------------
+    def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer) -> None:
+        loss = getattr(pl_module, "latest_loss", None)
+        if loss is None:
+            return
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        bad = ~torch.isfinite(loss)
+        if grads and str(trainer.precision) not in ("16-mixed", "16"):  # fp16: the gradient scaler skips overflows
+            bad = bad | ~torch.isfinite(torch.stack(torch._foreach_norm(grads))).all()
+        if self.action == "skip":
+            if not bool(bad):  # one host round trip per step: the price of skipping a step exactly
+                return
+            for group in optimizer.param_groups:  # no gradient: the optimizer leaves these parameters alone
+                for parameter in group["params"]:
+                    parameter.grad = None
+            self._repair_statistics(pl_module, bad)
+            self.skipped_steps += 1
+            return
+        for grad in grads:  # stop: a zero gradient instead of the bad one, decided on the device
+            grad.masked_fill_(bad, 0.0)
+        self._repair_statistics(pl_module, bad)
+
+    @staticmethod
+    def _repair_statistics(pl_module: L.LightningModule, bad: torch.Tensor) -> None:
+        """The bad batch's forward pass already updated the norm layers' running statistics: reset them where it
+        spoilt them (to the initial mean 0 and variance 1, which the following batches re-estimate)."""
+        for module in pl_module.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._NormBase) and module.running_var is not None:
+                module.running_mean.masked_fill_(bad | ~torch.isfinite(module.running_mean), 0.0)
+                module.running_var.masked_fill_(bad | ~torch.isfinite(module.running_var), 1.0)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
+        if not isinstance(outputs, dict) or "loss" not in outputs:
+            return
+        terms = {"train/loss": outputs["loss"]}
+        terms.update({f"train/{pl_module.name}/{part}": value for part, value in (outputs.get("parts") or {}).items()})
+        bad = torch.stack([~torch.isfinite(value.detach()).all() for value in terms.values()])
+        if self._flags is None or self._flags.shape != bad.shape:
+            self._terms = list(terms)
+            self._flags = torch.zeros_like(bad)
+            self._first_step = torch.full(bad.shape, -1, dtype=torch.long, device=bad.device)
+        step = trainer.global_step  # the optimizer has stepped: this batch was step global_step - 1
+        self._first_step = torch.where(bad & ~self._flags, step - 1, self._first_step)
+        self._flags |= bad
+        every = self.check_every_n_steps or trainer.log_every_n_steps or 1
+        if step % every == 0:
+            self.check(trainer)
+
+    # -- on the host, every N steps ----------------------------------------------------------------------------
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.check(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.check(trainer)
+
+    def check(self, trainer: L.Trainer) -> None:
+        """Read the device flags (one synchronisation) and stop or report."""
+        if self._flags is None or not bool(self._flags.any()):
+            return
+        first = self._first_step.tolist()
+        bad_terms = [name for name, flag in zip(self._terms, self._flags.tolist()) if flag]
+        step = min(s for s in first if s >= 0)
+        self._flags.zero_()
+        self._first_step.fill_(-1)
+        if self.action == "skip":
+            for logger in trainer.loggers:
+                logger.log_metrics({"train/skipped_steps": self.skipped_steps}, step=trainer.global_step)
+            return
+        raise DivergedError(
+            f"non-finite loss at step {step} ({', '.join(bad_terms)}); its update was not applied and training "
+            f"stopped at step {trainer.global_step}, the last checkpoints hold finite weights. Lower the learning "
+            f"rate (schedule.optimizer.lr) and resume from checkpoints/last.ckpt, or skip such steps with "
+            f"callbacks.divergence.action=skip"
+        )
+
+    def summary(self) -> dict[str, Any]:
+        return {"skipped_steps": self.skipped_steps} if self.action == "skip" else {}

@@ -1,0 +1,150 @@
+"""Checkpoints that are never half-written, never non-finite, and a clear word when one cannot be read.
+
+:class:`AtomicCheckpointIO` is the Trainer's checkpoint plugin (``trainer.plugins`` in ``conf/trainer/default.yaml``).
+Lightning's own writer goes through a temporary file in the system's temp directory; when that directory lies on
+another filesystem than the run (a cluster's node-local ``/tmp`` and a shared run directory, say) the final move is
+a copy, and a process killed during it leaves a truncated checkpoint. Here the checkpoint is serialised in memory
+first (so its size is known), written to a temporary file beside its destination, flushed to disk and renamed
+over it: a reader sees the old file or the new one, whole. Saving refuses weights that are not finite, so a
+diverged run never overwrites ``last.ckpt`` or ``best-*.ckpt``; a full disk gets one message with the path, the
+size needed and the space free, and leaves the earlier checkpoints as they were.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
+
+from frossl_lit.errors import UserError
+
+_TEMP_MARK = ".tmp-"
+
+
+class DivergedError(RuntimeError):
+    """Training produced non-finite values (see :class:`frossl_lit.callbacks.DivergenceGuard`)."""
+
+
+def _gib(size: float) -> str:
+    return f"{size / 2**30:.2f} GiB" if size >= 2**27 else f"{size / 2**20:.1f} MiB"
+
+
+def non_finite_tensors(state: Any, prefix: str = "") -> list[str]:
+    """Names of the floating-point tensors in a (nested) state dict that hold a NaN or an infinity."""
+    if isinstance(state, torch.Tensor):
+        return [prefix] if state.is_floating_point() and not bool(torch.isfinite(state).all()) else []
+    if isinstance(state, dict):
+        return [name for key, value in state.items() for name in non_finite_tensors(value, f"{prefix}.{key}" if prefix else str(key))]
+    return []
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """``torch.save`` to a temporary file in the destination directory, ``fsync``, then ``os.replace``."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        if not _is_local_file_protocol(path):  # object storage: Lightning's writer
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        path = Path(path)
+        bad = non_finite_tensors(checkpoint.get("state_dict", {}))
+        if bad:
+            raise DivergedError(
+                f"not saving {path}: the weights hold non-finite values ({', '.join(bad[:3])}"
+                f"{', …' if len(bad) > 3 else ''}) at step {checkpoint.get('global_step')}; the earlier checkpoints are kept"
+            )
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        data = buffer.getbuffer()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._remove_stale_temporaries(path.parent)
+        free = shutil.disk_usage(path.parent).free
+        existing = path.stat().st_size if path.exists() else 0
+        if free < len(data):
+            raise self._no_space(path, len(data), free, existing)
+        temporary = path.with_name(f".{path.name}{_TEMP_MARK}{os.getpid()}")
+        try:
+            with open(temporary, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, path)
+        except OSError as error:
+            temporary.unlink(missing_ok=True)
+            if error.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise self._no_space(path, len(data), shutil.disk_usage(path.parent).free, existing) from None
+            raise
+        _fsync_directory(path.parent)
+
+    @staticmethod
+    def _no_space(path: Path, needed: int, free: int, existing: int) -> UserError:
+        return UserError(
+            f"cannot write checkpoint {path}: it needs {_gib(needed)} and its filesystem has {_gib(free)} free"
+            f"{f' (the file it replaces holds {_gib(existing)})' if existing else ''}; the earlier checkpoints are intact. "
+            f"Free some space, or move the run with paths.output_dir=... and resume from its last.ckpt"
+        )
+
+    @staticmethod
+    def _remove_stale_temporaries(directory: Path) -> None:
+        """Temporary files of saves that were killed (any process that is no longer running)."""
+        for stale in directory.glob(f".*.ckpt{_TEMP_MARK}*"):
+            pid = stale.name.rsplit(_TEMP_MARK, 1)[1]
+            if not pid.isdigit() or int(pid) == os.getpid() or not _process_alive(int(pid)):
+                stale.unlink(missing_ok=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make the rename itself durable (POSIX); a no-op where directories cannot be opened."""
+    try:
+        descriptor = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
+def load_for_resume(ckpt_path: str) -> dict[str, Any]:
+    """Read a checkpoint to resume from, or fail with one line naming it and the newest readable one beside it."""
+    path = Path(ckpt_path).expanduser()
+    if not path.is_file():
+        raise UserError(f"ckpt_path={ckpt_path} does not exist; point it at a run's checkpoints/last.ckpt")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    except Exception as error:  # truncated, corrupt or not a checkpoint: torch raises several kinds
+        reason = str(error).splitlines()[0][:120] if str(error) else type(error).__name__
+        fallback = newest_readable_checkpoint(path.parent, exclude=path)
+        hint = f"resume with ckpt_path={fallback}" if fallback else "no other checkpoint beside it can be read"
+        raise UserError(f"ckpt_path={ckpt_path} cannot be read ({path.stat().st_size} bytes; {reason}); {hint}") from None
+
+
+def newest_readable_checkpoint(directory: Path, exclude: Path | None = None) -> Path | None:
+    """The most recently written ``*.ckpt`` in ``directory`` that loads, or ``None``."""
+    candidates = sorted(directory.glob("*.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for candidate in candidates:
+        if exclude is not None and candidate.resolve() == exclude.resolve():
+            continue
+        try:
+            torch.load(candidate, map_location="cpu", weights_only=False, mmap=True)
+        except Exception:
+            continue
+        return candidate
+    return None

@@ -1,0 +1,126 @@
+"""A run that stops at any step and resumes is the same run: weights bit for bit, every logged step, the spectrum
+history and the wall-clock (frossl_lit.data.base ResumableLoader, per-batch augmentation seeds, StepCheckpoint)."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+
+from frossl_lit.train import train
+from tests.conftest import REPO, TINY, compose_config
+
+# 2 epochs of 22 steps (digits at batch 64), a checkpoint after every step, every step logged
+RUN = [*TINY, "trainer.max_epochs=2", "callbacks.checkpoint_steps.every_n_steps=1", "trainer.log_every_n_steps=1", "callbacks.spectrum.every_n_steps=5"]
+
+
+class Crash(RuntimeError):
+    pass
+
+
+class CrashAfter(L.Callback):
+    """Dies after optimizer step ``step``, just after the step checkpoint, as a killed process would."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            raise Crash(f"stopped after step {self.step}")
+
+
+def _weights(checkpoint_path):
+    return torch.load(checkpoint_path, map_location="cpu", weights_only=False)["state_dict"]
+
+
+def _assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+def _logged_steps(run_dir, metric="train/loss"):
+    with open(run_dir / "csv" / "metrics.csv", newline="") as handle:
+        return [int(row["step"]) for row in csv.DictReader(handle) if row.get(metric)]
+
+
+@pytest.mark.parametrize("callbacks", ["all", "no_knn_no_probe"])
+def test_stopping_mid_epoch_and_resuming_gives_the_same_weights_and_every_logged_step(callbacks, tmp_path):
+    extra = [] if callbacks == "all" else ["callbacks.knn=null", "callbacks.probe=null", "callbacks.checkpoint_best=null"]
+    whole = train(compose_config([*RUN, *extra], tmp_path / "whole"))
+
+    # the first segment dies after step 31 (mid-epoch 2), as a kill after that step's checkpoint would leave it
+    first = compose_config([*RUN, *extra, "+callbacks.crash._target_=tests.test_resume.CrashAfter", "+callbacks.crash.step=31"], tmp_path / "first")
+    with pytest.raises(Crash):
+        train(first)
+    last = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=False, map_location="cpu")["global_step"] == 31
+    resumed = train(compose_config([*RUN, *extra, f"ckpt_path={last}"], tmp_path / "resumed"))
+
+    assert resumed["global_step"] == whole["global_step"] == 44
+    _assert_same_weights(_weights(tmp_path / "whole" / "checkpoints" / "last.ckpt"), _weights(tmp_path / "resumed" / "checkpoints" / "last.ckpt"))
+    if callbacks == "all":
+        assert resumed["knn_top1"] == whole["knn_top1"] and resumed["probe_top1"] == whole["probe_top1"]
+    # the resumed run's metrics.csv holds every step of the run, each once
+    assert _logged_steps(tmp_path / "resumed") == _logged_steps(tmp_path / "whole") == list(range(44))
+    # the spectrum history and the wall-clock cover both segments
+    np.testing.assert_array_equal(np.load(tmp_path / "resumed" / "spectrum.npz")["steps"], np.load(tmp_path / "whole" / "spectrum.npz")["steps"])
+    first_seconds = torch.load(last, weights_only=False, map_location="cpu")["training_seconds"]
+    assert resumed["wall_seconds"] > first_seconds > 0
+
+
+def test_every_epoch_draws_fresh_augmentations(tmp_path):
+    """The augmentation seed is a function of (seed, rank, epoch, batch): epochs differ, reruns agree."""
+    from frossl_lit.data.base import SSLDataModule
+
+    seeds = set()
+    for epoch in range(3):
+        for batch in range(4):
+            trainer = type("T", (), {"global_rank": 0, "current_epoch": epoch})()
+            trainer.fit_loop = type("F", (), {})()
+            trainer.fit_loop.epoch_loop = type("E", (), {})()
+            trainer.fit_loop.epoch_loop.batch_progress = type("B", (), {})()
+            trainer.fit_loop.epoch_loop.batch_progress.current = type("C", (), {"ready": batch})()
+            module = SSLDataModule.__new__(SSLDataModule)
+            module.seed, module.trainer = 0, trainer
+            seeds.add(module._augmentation_seed())
+    assert len(seeds) == 12
+
+
+@pytest.mark.slow
+def test_a_run_killed_with_sigkill_at_a_random_step_resumes_to_the_same_weights(tmp_path):
+    """The acceptance: a real process, SIGKILL after a random step, `ckpt_path=` resume, identical final weights."""
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "WANDB_MODE": "offline"}
+    args = [sys.executable, "-m", "frossl_lit.train", *RUN, "callbacks.knn=null", "trainer.max_epochs=3"]
+    whole = subprocess.run([*args, f"hydra.run.dir={tmp_path}/whole"], cwd=REPO, env=env, capture_output=True, text=True)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+
+    kill_after = int(np.random.default_rng().integers(5, 60))
+    victim = subprocess.Popen([*args, f"hydra.run.dir={tmp_path}/killed"], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = tmp_path / "killed" / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and victim.poll() is None:
+        if last.is_file():
+            try:
+                if torch.load(last, weights_only=False, map_location="cpu")["global_step"] >= kill_after:
+                    break
+            except Exception:  # never: saves are atomic (a reader sees the old or the new file)
+                pytest.fail("last.ckpt could not be read while the run was writing it")
+        time.sleep(0.05)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    killed_at = torch.load(last, weights_only=False, map_location="cpu")["global_step"]
+    assert kill_after <= killed_at < 66, killed_at
+
+    resumed = subprocess.run([*args, f"ckpt_path={last}", f"hydra.run.dir={tmp_path}/resumed"], cwd=REPO, env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    _assert_same_weights(_weights(tmp_path / "whole" / "checkpoints" / "last.ckpt"), _weights(tmp_path / "resumed" / "checkpoints" / "last.ckpt"))
+    assert _logged_steps(tmp_path / "resumed") == list(range(66))
