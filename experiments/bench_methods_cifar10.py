@@ -21,7 +21,6 @@ import shlex
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from _results import REPO, append_report
 
@@ -49,7 +48,7 @@ def main() -> None:
     budget = f"00:00:{seconds // 60:02d}:{seconds % 60:02d}"
     stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
     common = [
-        "data=cifar10", f"data.root={Path(args.root).resolve()}", "data.holdout_fraction=0.1",
+        "data=cifar10", f"data.root={args.root}", "data.holdout_fraction=0.1",
         "backbone=small_cnn", "backbone.widths=[32,64,128,256]",
         "schedule=short", "schedule.lr_scheduler=null", "schedule.optimizer.lr=1e-3", "trainer.max_epochs=50",
         f"trainer.max_time={budget}", "callbacks.knn.every_n_epochs=1000", "trainer.enable_progress_bar=false",
