@@ -52,6 +52,11 @@ def _logged_steps(run_dir, metric="train/loss"):
         return [int(row["step"]) for row in csv.DictReader(handle) if row.get(metric)]
 
 
+def _logged(run_dir, metric):
+    with open(run_dir / "csv" / "metrics.csv", newline="") as handle:
+        return [float(row[metric]) for row in csv.DictReader(handle) if row.get(metric)]
+
+
 @pytest.mark.parametrize("callbacks", ["all", "no_knn_no_probe"])
 def test_stopping_mid_epoch_and_resuming_gives_the_same_weights_and_every_logged_step(callbacks, tmp_path):
     extra = [] if callbacks == "all" else ["callbacks.knn=null", "callbacks.probe=null", "callbacks.checkpoint_best=null"]
@@ -69,6 +74,9 @@ def test_stopping_mid_epoch_and_resuming_gives_the_same_weights_and_every_logged
     _assert_same_weights(_weights(tmp_path / "whole" / "checkpoints" / "last.ckpt"), _weights(tmp_path / "resumed" / "checkpoints" / "last.ckpt"))
     if callbacks == "all":
         assert resumed["knn_top1"] == whole["knn_top1"] and resumed["probe_top1"] == whole["probe_top1"]
+        # the kNN clock (training seconds, kNN passes left out) goes on counting after the resume
+        clock = _logged(tmp_path / "resumed", "val/knn_train_seconds")
+        assert len(clock) == 2 and 0 < clock[0] < clock[1], clock
     # the resumed run's metrics.csv holds every step of the run, each once
     assert _logged_steps(tmp_path / "resumed") == _logged_steps(tmp_path / "whole") == list(range(44))
     # the spectrum history and the wall-clock cover both segments

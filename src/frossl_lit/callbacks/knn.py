@@ -54,19 +54,19 @@ class KNNEvaluation(L.Callback):
         self.last_step: int | None = None
         self._clock_start: float | None = None  # training wall-clock, kNN passes excluded (this segment)
         self._eval_seconds = 0.0
+        self._earlier_train_seconds = 0.0  # the same clock over the segments before a resume
 
     @property
     def state_key(self) -> str:
         return "KNNEvaluation"
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not self.at_start or self.initial_top1 is not None:  # resumed runs keep their initial figure
-            return
-        result = self.evaluate(trainer, pl_module)
-        if result is not None:
-            self.initial_top1 = result["val/knn_top1"]
-            for logger in trainer.loggers:
-                logger.log_metrics({"val/knn_top1": self.initial_top1}, step=trainer.global_step)
+        if self.at_start and self.initial_top1 is None:  # resumed runs keep their initial figure
+            result = self.evaluate(trainer, pl_module)
+            if result is not None:
+                self.initial_top1 = result["val/knn_top1"]
+                for logger in trainer.loggers:
+                    logger.log_metrics({"val/knn_top1": self.initial_top1}, step=trainer.global_step)
         self._clock_start, self._eval_seconds = time.perf_counter(), 0.0
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -96,8 +96,14 @@ class KNNEvaluation(L.Callback):
         result = self._evaluate(trainer, pl_module)
         self._eval_seconds += time.perf_counter() - started
         if result is not None and self._clock_start is not None:
-            result["val/knn_train_seconds"] = time.perf_counter() - self._clock_start - self._eval_seconds
+            result["val/knn_train_seconds"] = self.train_seconds()
         return result
+
+    def train_seconds(self) -> float:
+        """Training wall-clock since the run started, kNN passes left out, over every resumed segment."""
+        if self._clock_start is None:
+            return self._earlier_train_seconds
+        return self._earlier_train_seconds + time.perf_counter() - self._clock_start - self._eval_seconds
 
     def _evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, float] | None:
         datamodule = trainer.datamodule
@@ -123,9 +129,11 @@ class KNNEvaluation(L.Callback):
         return {"knn_top1": self.last_top1, "knn_top1_init": self.initial_top1}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"initial_top1": self.initial_top1, "last_top1": self.last_top1, "last_step": self.last_step}
+        return {"initial_top1": self.initial_top1, "last_top1": self.last_top1, "last_step": self.last_step,
+                "train_seconds": self.train_seconds()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.initial_top1 = state_dict.get("initial_top1")
         self.last_top1 = state_dict.get("last_top1")
         self.last_step = state_dict.get("last_step")
+        self._earlier_train_seconds = float(state_dict.get("train_seconds", 0.0))
