@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
+import time
 
 import lightning as L
 import pytest
@@ -133,3 +136,37 @@ def test_ddp_with_a_rank_killed_the_other_stops_with_one_line(rank, tmp_path):
     assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr[-3000:]
     if rank == 1:  # the survivor is the launching process, whose stderr the user sees
         assert len(errors) == 1 and "another DDP process of this run stopped" in errors[0], result.stderr[-3000:]
+
+
+class HangRank(L.Callback):
+    """Makes the process of ``rank`` stop answering after optimizer step ``step`` for ``seconds``, then exit:
+    a peer that hangs (a stuck filesystem, a deadlocked worker) instead of dying."""
+
+    def __init__(self, rank: int, step: int, seconds: float) -> None:
+        self.rank, self.step, self.seconds = rank, step, seconds
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_rank == self.rank and trainer.global_step == self.step:
+            time.sleep(self.seconds)
+            os._exit(3)
+
+
+@pytest.mark.slow
+def test_ddp_with_a_hung_rank_the_other_stops_at_the_collective_timeout(tmp_path):
+    """The launching rank waits at most ``trainer.strategy.timeout`` (20 s here) for the hung one, then says so."""
+    hang = 150
+    args = [*TINY, "trainer=ddp", "trainer.devices=2", "trainer.max_epochs=2", "data.batch_size=32", "callbacks.knn=null",
+            "trainer.strategy.timeout.minutes=0", "+trainer.strategy.timeout.seconds=20",
+            "+callbacks.hang._target_=tests.test_train.HangRank", "+callbacks.hang.rank=1", "+callbacks.hang.step=3",
+            f"+callbacks.hang.seconds={hang}", f"hydra.run.dir={tmp_path}/run"]
+    env = {**os.environ, "WANDB_MODE": "", "PYTHONWARNINGS": "ignore", "PYTHONPATH": str(REPO)}
+    stderr = tmp_path / "stderr.txt"
+    with open(stderr, "w") as err:  # a file, not a pipe: the hung rank must not keep the test waiting for EOF
+        launcher = subprocess.Popen([sys.executable, "-m", "frossl_lit.train", *args], cwd=tmp_path, env=env,
+                                    stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+        try:
+            returncode = launcher.wait(timeout=hang - 30)  # well before the hung rank would wake and exit
+        finally:
+            os.killpg(launcher.pid, signal.SIGKILL)  # the hung rank, still asleep
+    errors = [line for line in stderr.read_text().splitlines() if "frossl_lit: error:" in line]
+    assert returncode != 0 and len(errors) == 1 and "another DDP process of this run stopped" in errors[0], stderr.read_text()[-3000:]

@@ -96,7 +96,11 @@ def _print_summary(summary: dict[str, Any]) -> None:
     Console().print(table)
 
 
-_PEER_FAILURES = ("Connection closed by peer", "Connection reset by peer", "Broken pipe", "NCCL communicator was aborted", "Socket Timeout")
+# what gloo and NCCL say when a peer died (connection errors) or stopped answering (the collective timeout)
+_PEER_FAILURES = (
+    "Connection closed by peer", "Connection reset by peer", "Broken pipe", "NCCL communicator was aborted",
+    "Socket Timeout", "Timed out waiting", "Application timeout",
+)
 
 
 def _lost_a_peer(error: BaseException) -> bool:
@@ -139,7 +143,7 @@ def main(cfg: DictConfig) -> float | None:
         if not _lost_a_peer(error):
             raise
         _fail(
-            f"another DDP process of this run stopped ({_first_line(error)}), so this one stops too; "
+            f"another DDP process of this run stopped or stopped answering ({_first_line(error)}), so this one stops too; "
             f"resume every process from {Path(cfg.paths.output_dir, 'checkpoints', 'last.ckpt')}",
             status=1,
         )
