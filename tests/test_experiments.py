@@ -75,6 +75,7 @@ def test_sweep_runs_three_jobs_and_the_table_lists_them(tmp_path, capsys):
     assert len((tmp_path / "table.csv").read_text().splitlines()) == 4
 
 
+@pytest.mark.slow  # about 20 s or more: make test-full
 def test_multirun_with_ddp_trains_each_job_once(tmp_path):
     sweep = tmp_path / "sweep"
     result = run_cli(
@@ -110,6 +111,7 @@ def _wandb_files(run_dir: Path) -> list[Path]:
     return sorted((run_dir / "wandb").glob("offline-run-*"))
 
 
+@pytest.mark.slow  # about 20 s or more: make test-full
 def test_wandb_offline_run_has_dashboard_content_and_resume_keeps_the_run_id(tmp_path):
     env = {"WANDB_BASE_URL": "http://127.0.0.1:9", "HOME": str(tmp_path)}
     first = tmp_path / "first"
@@ -131,6 +133,7 @@ def test_wandb_offline_run_has_dashboard_content_and_resume_keeps_the_run_id(tmp
     assert resumed.name.endswith(run_id)
 
 
+@pytest.mark.slow  # about 20 s or more: make test-full
 def test_offline_linear_and_knn_agree_with_the_online_figures(tmp_path):
     run_dir = tmp_path / "pretrain"
     result = run_cli(["trainer.max_epochs=15", "trainer.enable_progress_bar=false", f"hydra.run.dir={run_dir}"], cwd=tmp_path)
