@@ -78,12 +78,12 @@ def bench_batched(images: np.ndarray, batch_size: int, device: str, threads: int
     augment = ViewAugment([ViewRecipe(size=32)], MEAN, STD, num_views=2)
     data = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous().to(device)
     batches = data.split(batch_size)
-    augment(batches[0])  # warm-up (kernels, generator)
+    augment.views(batches[0])  # warm-up (kernels, generator)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     started = time.perf_counter()
     for batch in batches:
-        views = augment(batch)
+        views = augment.views(batch)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     del views

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import pickle
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
@@ -111,27 +114,119 @@ def write_jpegs(folder, classes=3, per_class=6, size=40, flat=False):
 IMAGENET100 = (REPO / "src" / "frossl_lit" / "data" / "imagenet100_classes.txt").read_text().split()
 
 
-def make_tiny_dataset(name: str, data_dir: Path, num_recipes: int = 2) -> list[str]:
-    """Write a tiny copy of ``name`` in its real on-disk format where its data config looks (under ``data_dir``,
-    the run's ``paths.data_dir``); return the overrides that shrink its images (``num_recipes`` view recipes)
-    for CPU tests."""
-    if name == "cifar10":
-        write_cifar(data_dir / "cifar10", num_train=40, num_test=20)
-    elif name == "cifar100":
-        write_cifar(data_dir / "cifar100", num_train=40, num_test=20, classes=100, hundred=True)
-    elif name == "stl10":
-        write_stl10(data_dir / "stl10", train=20, test=10, unlabeled=10)
-        return ["augment.recipes.0.size=32", "+augment.eval_size=32"]
-    elif name in ("imagenet", "imagenet100"):  # ImageNet-100 reads a full ImageNet folder
-        wnids = IMAGENET100 if name == "imagenet100" else ["n01440764", "n01443537"]
-        for split, count in (("train", 2), ("val", 1)):
-            for wnid in wnids:
-                write_jpegs(data_dir / "imagenet" / split / wnid, classes=1, per_class=count, size=24, flat=True)
-        return [*(f"augment.recipes.{i}.size=32" for i in range(num_recipes)), "augment.eval_size=32"]
-    elif name == "folder":
-        write_jpegs(data_dir / "folder", classes=2, per_class=6, size=24)
-        return [f"data.root={data_dir / 'folder'}", "augment.recipes.0.size=32", "+augment.eval_size=32"]
+# -- one tiny dataset per on-disk format, where its data config looks (under the run's paths.data_dir) ---------
+# Each writer returns the overrides that shrink its images for CPU tests (``num_recipes``: the view recipes to shrink).
+def _tiny_cifar10(data_dir: Path, num_recipes: int = 2) -> list[str]:
+    write_cifar(data_dir / "cifar10", num_train=40, num_test=20)
     return []
+
+
+def _tiny_cifar100(data_dir: Path, num_recipes: int = 2) -> list[str]:
+    write_cifar(data_dir / "cifar100", num_train=40, num_test=20, classes=100, hundred=True)
+    return []
+
+
+def _tiny_stl10(data_dir: Path, num_recipes: int = 2) -> list[str]:
+    write_stl10(data_dir / "stl10", train=20, test=10, unlabeled=10)
+    return ["augment.recipes.0.size=32", "+augment.eval_size=32"]
+
+
+def _tiny_imagenet_folders(data_dir: Path, wnids: list[str], num_recipes: int) -> list[str]:
+    for split, count in (("train", 2), ("val", 1)):
+        for wnid in wnids:
+            write_jpegs(data_dir / "imagenet" / split / wnid, classes=1, per_class=count, size=24, flat=True)
+    return [*(f"augment.recipes.{i}.size=32" for i in range(num_recipes)), "augment.eval_size=32"]
+
+
+def _tiny_imagenet(data_dir: Path, num_recipes: int = 2) -> list[str]:
+    return _tiny_imagenet_folders(data_dir, ["n01440764", "n01443537"], num_recipes)
+
+
+def _tiny_imagenet100(data_dir: Path, num_recipes: int = 2) -> list[str]:  # read from a full ImageNet folder
+    return _tiny_imagenet_folders(data_dir, IMAGENET100, num_recipes)
+
+
+def _tiny_folder(data_dir: Path, num_recipes: int = 2) -> list[str]:
+    write_jpegs(data_dir / "folder", classes=2, per_class=6, size=24)
+    return [f"data.root={data_dir / 'folder'}", "augment.recipes.0.size=32", "+augment.eval_size=32"]
+
+
+TINY_DATASETS = {
+    "digits": lambda data_dir, num_recipes=2: [],  # ships with scikit-learn
+    "cifar10": _tiny_cifar10,
+    "cifar100": _tiny_cifar100,
+    "stl10": _tiny_stl10,
+    "imagenet": _tiny_imagenet,
+    "imagenet100": _tiny_imagenet100,
+    "folder": _tiny_folder,
+}
+
+
+def make_tiny_dataset(name: str, data_dir: Path, num_recipes: int = 2) -> list[str]:
+    """Write a tiny copy of data config ``name`` in its real on-disk format; return the overrides it needs."""
+    return TINY_DATASETS[name](data_dir, num_recipes)
+
+
+@pytest.fixture(params=sorted(TINY_DATASETS))
+def tiny_dataset(request, tmp_path) -> tuple[str, list[str]]:
+    """Each data config in turn: ``(name, overrides)`` with its tiny files written under ``tmp_path/data``."""
+    return request.param, [f"data={request.param}", *make_tiny_dataset(request.param, tmp_path / "data")]
+
+
+def compose_raw(overrides: list[str], config_name: str = "train", return_hydra_config: bool = False):
+    """Compose ``config_name`` from the package's conf/ as-is (no runtime fields set)."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name, overrides=overrides, return_hydra_config=return_hydra_config)
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on (for a DDP rendezvous)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+# -- a real Lightning fit in-process, a few steps on digits, for unit tests of callbacks and methods -------------
+def tiny_method(method_cls=None, **kwargs):
+    """A FroSSL module (or ``method_cls``) on a 2-layer small CNN and a 32-16 projector, AdamW 1e-3."""
+    from frossl_lit.methods import FroSSL
+    from frossl_lit.models import Projector, SmallCNN
+
+    return (method_cls or FroSSL)(
+        backbone=SmallCNN([8, 16]),
+        projector=functools.partial(Projector, hidden_dims=[32], out_dim=16),
+        optimizer=functools.partial(torch.optim.AdamW, lr=1e-3),
+        **kwargs,
+    )
+
+
+def tiny_digits(batch_size: int = 64, num_views: int = 2):
+    """The real digits DataModule at 16 px with the digits recipe."""
+    from frossl_lit.data import ViewAugment, ViewRecipe
+    from frossl_lit.data.digits import DigitsDataModule
+
+    recipe = ViewRecipe(size=16, scale=(0.4, 1.0), hflip_prob=0.0, saturation=0.0, hue=0.0, grayscale_prob=0.0)
+    augment = ViewAugment([recipe], [0.2] * 3, [0.35] * 3, num_views=num_views)
+    return DigitsDataModule(augment, batch_size=batch_size, eval_batch_size=512, image_size=16)
+
+
+def tiny_fit(tmp_path: Path, callbacks: list, module=None, datamodule=None, max_steps: int = 6, **trainer_kwargs):
+    """Fit ``module`` (default :func:`tiny_method`) on :func:`tiny_digits` for ``max_steps`` steps with
+    ``callbacks`` and a CSV logger in ``tmp_path``; one validation at the end. Returns ``(trainer, module)``."""
+    import lightning as L
+    from lightning.pytorch.loggers import CSVLogger
+
+    module = module or tiny_method()
+    settings = dict(
+        default_root_dir=str(tmp_path), max_steps=max_steps, max_epochs=1, limit_train_batches=max_steps,
+        callbacks=callbacks, logger=CSVLogger(str(tmp_path), name="csv", version=""), enable_progress_bar=False,
+        enable_model_summary=False, enable_checkpointing=False, use_distributed_sampler=False, num_sanity_val_steps=0,
+        log_every_n_steps=1, accelerator="cpu", devices=1,
+    )
+    trainer = L.Trainer(**{**settings, **trainer_kwargs})
+    trainer.fit(module, datamodule=datamodule or tiny_digits())
+    return trainer, module
 
 
 @pytest.fixture(autouse=True)

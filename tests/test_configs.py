@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from frossl_lit.train import build
-from tests.conftest import CONF_DIR, compose_config, make_tiny_dataset
+from tests.conftest import CONF_DIR, compose_config, compose_raw, make_tiny_dataset
 
 # experiment presets are smoke-run one by one in test_experiments.py
 GROUPS = ["method", "backbone", "data", "augment", "schedule", "trainer", "logger", "callbacks"]
@@ -39,20 +39,10 @@ def test_every_group_option_composes_and_instantiates(group, option, tmp_path):
 
 @pytest.mark.parametrize("sweep", sorted(p.stem for p in (CONF_DIR / "sweep").glob("*.yaml")))
 def test_every_sweep_config_composes(sweep, tmp_path):
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=[f"+sweep={sweep}"], return_hydra_config=True)
+    cfg = compose_raw([f"+sweep={sweep}"], return_hydra_config=True)
     assert cfg.hydra.sweeper.params, sweep
 
 
 def test_evaluation_config_composes():
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("evaluate", overrides=["ckpt=x.ckpt"])
+    cfg = compose_raw(["ckpt=x.ckpt"], "evaluate")
     assert cfg.linear.epochs == 100 and cfg.knn.k == 20

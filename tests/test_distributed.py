@@ -1,22 +1,23 @@
 """Every loss is exact over the global batch on 2 gloo processes: value and averaged parameter gradients equal
-those of one process holding the concatenated batch; with global_batch=False each rank's loss is its own."""
+those of one process holding the concatenated batch; with global_batch=False each rank's loss is its own. The
+evaluation helpers are exact too: uneven shards gather whole, and top-k accuracy sums every rank's counts."""
 
 from __future__ import annotations
 
 import functools
-import multiprocessing
-import os
-import socket
-import traceback
 
 import pytest
 import torch
-import torch.distributed as dist
 
-from frossl_lit.distributed import LOCAL, Collective, gather_rows
+from frossl_lit.distributed import gather_rows
+from frossl_lit.evaluation import top_k_metrics
 from frossl_lit.losses import barlow_twins_loss, frossl_loss, vicreg_loss
-
-WORLD, LOCAL_BATCH, IN_DIM = 2, 12, 6
+from tests.ddp_harness import (
+    WORLD,
+    assert_global_batch_exact,
+    assert_per_gpu_is_each_ranks_own,
+    run_on_two_ranks,
+)
 
 LOSSES = {
     "frossl_official_features": functools.partial(frossl_loss, formulation="official", invariance_weight=0.5),
@@ -26,100 +27,48 @@ LOSSES = {
     "vicreg": vicreg_loss,
     "barlow_twins": barlow_twins_loss,
 }
+# 7 queries over 10 classes: rank 0 holds 3 (2 right at top-1), rank 1 holds 4 (1 right at top-1, 3 in the top 5)
+SCORES = torch.eye(10)[[0, 1, 2, 3, 4, 5, 6]] + torch.linspace(0, 0.5, 10)
+LABELS = torch.tensor([0, 1, 9, 3, 8, 9, 2])
 
 
-def _problem(name: str):
-    """Inputs for the whole global batch and a shared linear projector W (the 'parameters')."""
-    generator = torch.Generator().manual_seed(0)
-    num_views = 4 if "4views" in name else 2
-    out_dim = 40 if "samples_gram" in name else 5  # 40 > 24 samples: the N×N branch with a real gather
-    inputs = [torch.randn(WORLD * LOCAL_BATCH, IN_DIM, generator=generator, dtype=torch.float64) for _ in range(num_views)]
-    weight = torch.randn(IN_DIM, out_dim, generator=generator, dtype=torch.float64)
-    return inputs, weight
-
-
-def _loss_and_grad(name, inputs, weight, collective):
-    weight = weight.clone().requires_grad_(True)
-    loss, _ = LOSSES[name]([x @ weight for x in inputs], collective=collective)
-    loss.backward()
-    return loss.detach(), weight.grad
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _worker(rank: int, port: int, queue) -> None:
-    try:
-        dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD)
-        torch.set_num_threads(1)
-        results = {}
-        mine = slice(rank * LOCAL_BATCH, (rank + 1) * LOCAL_BATCH)
-        for name in LOSSES:
-            inputs, weight = _problem(name)
-            local = [x[mine] for x in inputs]
-            loss, grad = _loss_and_grad(name, local, weight, Collective(global_batch=True))
-            dist.all_reduce(grad)  # what DDP does to parameter gradients: average over ranks
-            per_rank_loss, per_rank_grad = _loss_and_grad(name, local, weight, Collective(global_batch=False))
-            dist.all_reduce(per_rank_grad)
-            results[name] = (loss, grad / WORLD, per_rank_loss, per_rank_grad / WORLD)
-        rows = gather_rows(torch.arange(rank + 2, dtype=torch.float64))  # ranks hold 2 and 3 rows
-        results["gather_rows"] = rows
-        as_numpy = {k: (tuple(t.numpy() for t in v) if isinstance(v, tuple) else v.numpy()) for k, v in results.items()}
-        queue.put((rank, as_numpy))  # numpy pickles by value; tensors would travel as short-lived shared memory
-        dist.destroy_process_group()
-    except Exception:  # report instead of hanging the parent
-        queue.put((rank, traceback.format_exc()))
+def _evaluation_on_rank(rank: int) -> dict:
+    shard = slice(0, 3) if rank == 0 else slice(3, 7)
+    metrics = top_k_metrics(10, prefix="")
+    metrics.update(SCORES[shard], LABELS[shard])
+    figures = metrics.compute()
+    return {
+        "gather_rows": gather_rows(torch.arange(rank + 2, dtype=torch.float64)),  # ranks hold 2 and 3 rows
+        "top1": figures["top1"].double(), "top5": figures["top5"].double(),
+    }
 
 
 @pytest.fixture(scope="module")
 def distributed_results():
-    context = multiprocessing.get_context("fork")
-    queue, port = context.Queue(), _free_port()
-    os.environ.pop("MASTER_ADDR", None)
-    processes = [context.Process(target=_worker, args=(rank, port, queue)) for rank in range(WORLD)]
-    for process in processes:
-        process.start()
-    results = dict(queue.get(timeout=120) for _ in range(WORLD))
-    for process in processes:
-        process.join(timeout=30)
-    for rank, value in results.items():
-        assert not isinstance(value, str), f"rank {rank} failed:\n{value}"
-    as_tensor = torch.from_numpy
-    return {
-        rank: {k: (tuple(map(as_tensor, v)) if isinstance(v, tuple) else as_tensor(v)) for k, v in value.items()}
-        for rank, value in results.items()
-    }
+    return run_on_two_ranks(LOSSES, extra=_evaluation_on_rank)
 
 
 @pytest.mark.parametrize("name", list(LOSSES))
 def test_global_batch_loss_and_gradients_match_single_process(distributed_results, name):
-    inputs, weight = _problem(name)
-    expected_loss, expected_grad = _loss_and_grad(name, inputs, weight, LOCAL)
-    for rank in range(WORLD):
-        loss, grad, _, _ = distributed_results[rank][name]
-        torch.testing.assert_close(loss, expected_loss, rtol=1e-10, atol=1e-10)
-        torch.testing.assert_close(grad, expected_grad, rtol=1e-8, atol=1e-10)
+    assert_global_batch_exact(distributed_results, name, LOSSES[name])
 
 
 @pytest.mark.parametrize("name", list(LOSSES))
 def test_per_gpu_switch_matches_each_ranks_own_loss(distributed_results, name):
-    inputs, weight = _problem(name)
-    grads = []
-    for rank in range(WORLD):
-        mine = slice(rank * LOCAL_BATCH, (rank + 1) * LOCAL_BATCH)
-        expected_loss, expected_grad = _loss_and_grad(name, [x[mine] for x in inputs], weight, LOCAL)
-        torch.testing.assert_close(distributed_results[rank][name][2], expected_loss, rtol=1e-10, atol=1e-10)
-        grads.append(expected_grad)
-    for rank in range(WORLD):
-        torch.testing.assert_close(distributed_results[rank][name][3], sum(grads) / WORLD, rtol=1e-8, atol=1e-10)
-    global_loss = distributed_results[0][name][0]
-    assert not torch.allclose(global_loss, distributed_results[0][name][2])  # the switch really changes the loss
+    assert_per_gpu_is_each_ranks_own(distributed_results, name, LOSSES[name])
 
 
 def test_gather_rows_handles_uneven_shards(distributed_results):
     expected = torch.tensor([0.0, 1.0, 0.0, 1.0, 2.0], dtype=torch.float64)
     for rank in range(WORLD):
         torch.testing.assert_close(distributed_results[rank]["gather_rows"], expected)
+
+
+def test_top_k_accuracy_counts_every_ranks_queries(distributed_results):
+    whole = top_k_metrics(10, prefix="")
+    whole.update(SCORES, LABELS)
+    expected = {name: value.double() for name, value in whole.compute().items()}
+    assert expected["top1"] == pytest.approx(3 / 7) and expected["top5"] > expected["top1"]
+    for rank in range(WORLD):
+        assert distributed_results[rank]["top1"] == pytest.approx(expected["top1"])
+        assert distributed_results[rank]["top5"] == pytest.approx(expected["top5"])

@@ -6,22 +6,20 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 
 from frossl_lit.sweep_table import collect
 from frossl_lit.sweep_table import main as sweep_table_main
 from frossl_lit.train import train
-from tests.conftest import CONF_DIR, TINY, compose_config, make_tiny_dataset, run_cli
+from tests.conftest import CONF_DIR, TINY, compose_config, compose_raw, free_port, make_tiny_dataset, run_cli
 
 PRESETS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 # shrink what the presets set for GPUs: tiny data in the real formats, CPU, fp32, small widths, a few steps
@@ -33,17 +31,42 @@ SMOKE = [
 ]
 
 
+class Seen(L.Callback):
+    """What a run really trained with: the optimizer's groups, the method's hyperparameters, the views per batch."""
+
+    last: dict = {}
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        groups = [{k: g[k] for k in ("initial_lr", "weight_decay", "momentum") if k in g} for g in trainer.optimizers[0].param_groups]
+        Seen.last = {"groups": groups, "hparams": dict(pl_module.hparams), "views": len(batch[0]),
+                     "backbone": type(pl_module.backbone).__name__}
+
+
 @pytest.mark.parametrize("preset", PRESETS)
-def test_every_experiment_preset_smoke_runs(preset, tmp_path):
+def test_every_experiment_preset_trains_with_its_own_values(preset, tmp_path):
     published = compose_config([f"experiment={preset}"], tmp_path / "run")
     choices = HydraConfig.get().runtime.choices
     method, dataset = choices["method"], choices["data"]
     assert preset.startswith(f"{method}_{dataset}"), "a preset is named <method>_<dataset>[_<variant>]"
     extra = make_tiny_dataset(dataset, tmp_path / "run" / "data", num_recipes=len(published.augment.recipes))
-    cfg = compose_config([f"experiment={preset}", *SMOKE, *extra], tmp_path / "run")
+    seen = f"+callbacks.seen={{_target_: {__name__}.Seen}}"
+    cfg = compose_config([f"experiment={preset}", *SMOKE, *extra, seen], tmp_path / "run")
     assert cfg.schedule.optimizer._target_ == "timm.optim.Lars" and cfg.schedule.lr_reference_batch == 256
     summary = train(cfg)
     assert summary["global_step"] == 2 and summary["method"] == method and summary["data"] == dataset
+    # what trained is the preset's: method weights, views, backbone, optimizer (lr scaled by batch 4 / 256)
+    trained = Seen.last
+    for key, value in published.method.items():
+        if key not in ("_target_", "projector"):
+            assert trained["hparams"][key] == value, f"{preset}: method.{key}"
+    assert trained["views"] == published.augment.num_views + published.augment.small_views
+    assert trained["backbone"] == ("SmallCNN" if "SmallCNN" in published.backbone._target_ else "ResNet")
+    optimizer = published.schedule.optimizer
+    decay, no_decay = trained["groups"][:2]
+    assert decay["initial_lr"] == pytest.approx(optimizer.lr * 4 / 256)
+    assert no_decay["initial_lr"] == pytest.approx(optimizer.lr * 4 / 256 * published.schedule.get("no_decay_lr_scale", 1.0))
+    assert decay["weight_decay"] == pytest.approx(optimizer.weight_decay) and no_decay["weight_decay"] == 0.0
+    assert decay["momentum"] == optimizer.momentum
 
 
 def test_paper_schedule_scales_lr_by_global_batch_and_warms_up(tmp_path):
@@ -95,15 +118,11 @@ def test_multirun_with_ddp_trains_each_job_once(tmp_path):
 
 
 def test_submitit_slurm_launcher_composes_and_instantiates():
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=["hydra/launcher=submitit_slurm", "hydra.launcher.partition=gpu"], return_hydra_config=True)
+    cfg = compose_raw(["hydra/launcher=submitit_slurm", "hydra.launcher.partition=gpu"], return_hydra_config=True)
     assert cfg.hydra.launcher._target_.endswith("SlurmLauncher")
     launcher = instantiate(cfg.hydra.launcher)
     assert type(launcher).__name__ == "SlurmLauncher" and launcher.params["partition"] == "gpu"
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=["hydra/launcher=slurm", "trainer=ddp", "trainer.devices=4", "trainer.num_nodes=2"], return_hydra_config=True)
+    cfg = compose_raw(["hydra/launcher=slurm", "trainer=ddp", "trainer.devices=4", "trainer.num_nodes=2"], return_hydra_config=True)
     assert cfg.hydra.launcher.tasks_per_node == 4 and cfg.hydra.launcher.nodes == 2 and cfg.hydra.launcher.gpus_per_node == 4
 
 
@@ -157,14 +176,8 @@ def test_offline_linear_and_knn_agree_with_the_online_figures(tmp_path):
     SmallCNN([32, 64, 128]).load_state_dict(torch.load(exported))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_nodes_through_torchrun_write_one_summary(tmp_path):
-    port, run_dir = _free_port(), tmp_path / "run"
+    port, run_dir = free_port(), tmp_path / "run"
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     env.pop("WANDB_API_KEY", None)
     processes = [

@@ -15,13 +15,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
 from frossl_lit.data.augment import ViewRecipe
 from frossl_lit.errors import UserError
-from tests.conftest import CONF_DIR
+from tests.conftest import CONF_DIR, compose_raw
 
 _REFERENCE_DIR = Path(__file__).parent / "reference"
 REFERENCE = yaml.safe_load((_REFERENCE_DIR / "published_settings.yaml").read_text())
@@ -243,9 +241,7 @@ def _same(a, b) -> bool:
 
 
 def compose_preset(preset: str):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose("train", overrides=[f"experiment={preset}"])
+    return compose_raw([f"experiment={preset}"])
 
 
 @pytest.mark.parametrize("preset", PRESETS)
@@ -278,14 +274,11 @@ def test_linear_from_run_takes_the_presets_protocol_and_the_command_line_wins():
     from frossl_lit.linear import protocol
 
     run_cfg = compose_preset("frossl_cifar10")
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        evaluate = compose("evaluate", overrides=["linear=from_run", "ckpt=x"])
+    evaluate = compose_raw(["linear=from_run", "ckpt=x"], "evaluate")
     settings = protocol(evaluate.linear, run_cfg, ["linear=from_run", "linear.epochs=3"])
     assert settings.optimizer == "adam" and settings.lr == 0.001 and list(settings.lr_decay_steps) == [40, 80]
     assert settings.epochs == 3 and settings.augment is True  # the command line, and the standard fallback
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        standard = compose("evaluate", overrides=["ckpt=x"]).linear
+    standard = compose_raw(["ckpt=x"], "evaluate").linear
     assert protocol(standard, run_cfg, []) is standard  # linear=standard ignores what the preset published
     with pytest.raises(UserError, match=r"vicreg_cifar10\.solo_learn\) publishes no linear protocol"):
         protocol(evaluate.linear, compose_preset("vicreg_cifar10"), [])

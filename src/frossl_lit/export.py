@@ -17,7 +17,7 @@ import torch
 from omegaconf import OmegaConf
 
 from frossl_lit.errors import UserError
-from frossl_lit.evaluation import backbone_state_dict, find_run_config
+from frossl_lit.evaluation.offline import backbone_state_dict, find_run_config
 
 
 def export(ckpt: str, out: str) -> Path:

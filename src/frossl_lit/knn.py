@@ -9,34 +9,19 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from frossl_lit.callbacks.knn import knn_predict
-from frossl_lit.evaluation import (
-    embed,
-    load_pretrained,
-    resolve_device,
-    run_evaluation,
-    top_accuracies,
-    write_result,
-)
+from frossl_lit.evaluation import extract_features, knn_predict
+from frossl_lit.evaluation.offline import load_pretrained, report, resolve_device, run_evaluation
 
 
 def knn_evaluation(cfg: DictConfig) -> dict:
     _, datamodule, backbone = load_pretrained(cfg.ckpt, cfg.data_overrides, cfg.pretrain_config)
     device = resolve_device(cfg.device)
     backbone.to(device)
-    bank, bank_labels = embed(backbone, datamodule, datamodule.bank_dataloader(), device)
-    queries, labels = embed(backbone, datamodule, datamodule.val_dataloader(), device)
+    transform = datamodule.augment.eval_transform
+    bank, bank_labels = extract_features(backbone, datamodule.bank_dataloader(), transform, device)
+    queries, labels = extract_features(backbone, datamodule.val_dataloader(), transform, device)
     scores = knn_predict(queries, bank, bank_labels, datamodule.num_classes, cfg.knn.k, cfg.knn.temperature)
-    result = {
-        "ckpt": str(cfg.ckpt),
-        **top_accuracies(scores, labels, datamodule.num_classes, "knn"),
-        "k": cfg.knn.k,
-        "temperature": cfg.knn.temperature,
-        "num_val": len(labels),
-    }
-    out = write_result(cfg.paths.output_dir, "knn", result)
-    print(f"kNN top-1 {result['knn_top1']:.4f} (k={cfg.knn.k}, T={cfg.knn.temperature}) → {out}")
-    return result
+    return report(cfg, "knn", scores, labels, datamodule.num_classes, k=cfg.knn.k, temperature=cfg.knn.temperature)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")

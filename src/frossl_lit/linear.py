@@ -16,18 +16,11 @@ import torch
 import torch.nn.functional as F
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
-from torch import nn
 
 from frossl_lit.data.augment import ViewRecipe
 from frossl_lit.errors import UserError
-from frossl_lit.evaluation import (
-    embed,
-    load_pretrained,
-    resolve_device,
-    run_evaluation,
-    top_accuracies,
-    write_result,
-)
+from frossl_lit.evaluation import extract_features, linear_head, linear_optimizer
+from frossl_lit.evaluation.offline import load_pretrained, report, resolve_device, run_evaluation
 
 
 def protocol(linear: DictConfig, run_cfg: DictConfig, command_line: list[str] | None = None) -> DictConfig:
@@ -44,21 +37,6 @@ def protocol(linear: DictConfig, run_cfg: DictConfig, command_line: list[str] | 
     return OmegaConf.merge(linear, published, explicit)
 
 
-def build_optimizer(head: nn.Module, settings: DictConfig):
-    """SGD (momentum) or Adam, with cosine over the epochs or steps at ``lr_decay_steps`` × ``gamma``."""
-    if settings.optimizer == "adam":
-        optimizer = torch.optim.Adam(head.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-    elif settings.optimizer == "sgd":
-        optimizer = torch.optim.SGD(head.parameters(), lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay)
-    else:
-        raise UserError(f"linear.optimizer={settings.optimizer!r} must be sgd or adam")
-    if settings.scheduler == "cosine":
-        return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings.epochs)
-    if settings.scheduler == "step":
-        return optimizer, torch.optim.lr_scheduler.MultiStepLR(optimizer, list(settings.lr_decay_steps), settings.gamma)
-    raise UserError(f"linear.scheduler={settings.scheduler!r} must be cosine or step")
-
-
 def linear_evaluation(cfg: DictConfig) -> dict:
     torch.manual_seed(cfg.seed)
     run_cfg, datamodule, backbone = load_pretrained(cfg.ckpt, cfg.data_overrides, cfg.pretrain_config)
@@ -71,12 +49,14 @@ def linear_evaluation(cfg: DictConfig) -> dict:
     recipe = datamodule.augment.recipes[0]  # crop scale and flip of the run's own recipe unless set here
     scale = tuple(settings.crop_scale) if settings.crop_scale else tuple(recipe.scale)
     crop = ViewRecipe(size=size, scale=scale, jitter_prob=0.0, grayscale_prob=0.0, hflip_prob=recipe.hflip_prob)
-    fixed = None if settings.augment else embed(backbone, datamodule, train_loader, device)
-    head = nn.Sequential(nn.BatchNorm1d(backbone.out_dim, affine=False), nn.Linear(backbone.out_dim, datamodule.num_classes)).to(device)
-    optimizer, scheduler = build_optimizer(head, settings)
+    augmented = lambda images: datamodule.augment.view(images, crop)  # one random view per image and epoch
+    embed = lambda loader, transform=datamodule.augment.eval_transform: extract_features(backbone, loader, transform, device)
+    fixed = None if settings.augment else embed(train_loader)
+    head = linear_head(backbone.out_dim, datamodule.num_classes).to(device)
+    optimizer, scheduler = linear_optimizer(head, settings)
     generator = torch.Generator().manual_seed(cfg.seed)
     for _ in range(settings.epochs):
-        features, labels = fixed if fixed is not None else embed(backbone, datamodule, train_loader, device, crop)
+        features, labels = fixed if fixed is not None else embed(train_loader, augmented)
         head.train()
         for index in torch.randperm(len(labels), generator=generator).split(settings.batch_size):
             index = index.to(device)
@@ -86,20 +66,11 @@ def linear_evaluation(cfg: DictConfig) -> dict:
             optimizer.step()
         scheduler.step()
     head.eval()
-    features, labels = embed(backbone, datamodule, val_loader, device)
+    features, labels = embed(val_loader)
     with torch.no_grad():
         scores = head(features)
-    result = {
-        "ckpt": str(cfg.ckpt),
-        **top_accuracies(scores, labels, datamodule.num_classes, "linear"),
-        "epochs": settings.epochs,
-        "protocol": OmegaConf.to_container(settings, resolve=True),
-        "augment": bool(settings.augment),
-        "num_val": len(labels),
-    }
-    out = write_result(cfg.paths.output_dir, "linear", result)
-    print(f"linear top-1 {result['linear_top1']:.4f} ({len(labels)} images) → {out}")
-    return result
+    protocol_used = OmegaConf.to_container(settings, resolve=True)
+    return report(cfg, "linear", scores, labels, datamodule.num_classes, epochs=settings.epochs, protocol=protocol_used, augment=bool(settings.augment))
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")

@@ -29,11 +29,11 @@ def view_grid(datamodule, images: int = 8) -> torch.Tensor:
     picks = torch.linspace(0, len(dataset) - 1, images).long()
     if getattr(dataset, "batched_indexing", False):
         originals = dataset[picks][0]
-        views = augment(originals)
     else:  # file datasets crop in the loader: take each item's per-view crops
         items = [dataset[int(i)][0] for i in picks]
-        views = augment([torch.stack([item[v] for item in items]) for v in range(len(items[0]))])
-        originals = torch.stack([item[0] for item in items])
+        originals = [torch.stack([item[v] for item in items]) for v in range(len(items[0]))]
+    views = datamodule.make_views(originals)  # as training makes them
+    originals = originals if isinstance(originals, torch.Tensor) else originals[0]
     size = max(v.shape[-1] for v in views)
     mean, std = augment.mean, augment.std
     shown = [F.interpolate(originals.float() / 255, size=(size, size), mode="nearest")]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import sys
 from pathlib import Path
 
 import yaml
@@ -36,7 +37,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     rows = collect(args.sweep_dir)
     if not rows:
-        raise SystemExit(f"frossl_lit: error: no */summary.json under {args.sweep_dir}; is it a finished multirun directory?")
+        print(f"frossl_lit: error: no */summary.json under {args.sweep_dir}; is it a finished multirun directory?", file=sys.stderr)
+        raise SystemExit(2)
     from rich.console import Console
     from rich.table import Table
 

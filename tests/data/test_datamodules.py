@@ -6,12 +6,13 @@ import pickle
 
 import pytest
 import torch
+from hydra.utils import instantiate
 
 from frossl_lit.data import ShardedBatchSampler, ViewAugment, ViewRecipe
 from frossl_lit.data.cifar import CIFAR100DataModule, CIFARDataModule
 from frossl_lit.data.digits import DigitsDataModule
 from frossl_lit.errors import DataNotFoundError
-from tests.conftest import write_cifar
+from tests.conftest import compose_config, write_cifar
 
 
 def _augment():
@@ -97,3 +98,14 @@ def test_corrupt_and_misshapen_cifar_batches_are_named(tmp_path):
         pickle.dump({"data": torch.zeros(4, 100).numpy(), "labels": [0] * 4}, handle)
     with pytest.raises(DataNotFoundError, match=r"data_batch_3.*\(N, 3072\)"):
         CIFARDataModule(_augment(), root=str(tmp_path)).setup()
+
+
+def test_every_data_config_reads_its_real_format_into_uint8_batches_and_views(tiny_dataset, tmp_path):
+    name, overrides = tiny_dataset
+    cfg = compose_config([*overrides, "data.batch_size=2", "data.num_workers=0"], tmp_path)
+    datamodule = instantiate(cfg.data)
+    datamodule.setup()
+    images, labels = next(iter(datamodule.train_dataloader()))
+    views = datamodule.make_views(images)
+    assert len(views) == cfg.augment.num_views and all(v.dtype == torch.float32 and v.shape[0] == 2 for v in views)
+    assert len(labels) == 2 and (datamodule.num_classes == 0 or datamodule.has_labels), name

@@ -52,7 +52,7 @@ def test_labelled_folder_held_out_split_and_worker_crops(tmp_path):
     assert len(views) == 2 and views[0].shape == (3, 24, 24) and views[0].dtype == torch.uint8
     image, _ = module._val[0]
     assert image.shape == (3, 24, 24)
-    out = augment(list(torch.stack([v] * 4) for v in views))
+    out = module.make_views([torch.stack([v] * 4) for v in views])
     assert len(out) == 2 and out[0].dtype == torch.float32
 
 

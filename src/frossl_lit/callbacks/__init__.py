@@ -1,5 +1,5 @@
 from frossl_lit.callbacks.divergence import DivergenceGuard
-from frossl_lit.callbacks.knn import KNNEvaluation, knn_predict
+from frossl_lit.callbacks.knn import KNNEvaluation
 from frossl_lit.callbacks.online_probe import OnlineLinearProbe
 from frossl_lit.callbacks.plots import RunPlots, plot_run
 from frossl_lit.callbacks.spectrum import SpectrumDiagnostics, effective_rank
@@ -15,6 +15,5 @@ __all__ = [
     "StepCheckpoint",
     "ThroughputMonitor",
     "effective_rank",
-    "knn_predict",
     "plot_run",
 ]

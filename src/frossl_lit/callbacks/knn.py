@@ -1,4 +1,4 @@
-"""Weighted kNN evaluation on backbone features (Wu et al. 2018; the protocol of DINO and solo-learn)."""
+"""Weighted kNN evaluation during training (the classifier itself: :func:`frossl_lit.evaluation.knn_predict`)."""
 
 from __future__ import annotations
 
@@ -6,33 +6,9 @@ import time
 from typing import Any
 
 import lightning as L
-import torch
-import torch.nn.functional as F
 
-from frossl_lit.callbacks.features import extract_features
-from frossl_lit.distributed import gather_rows, sum_over_ranks
-
-
-@torch.no_grad()
-def knn_predict(
-    queries: torch.Tensor,
-    bank: torch.Tensor,
-    bank_labels: torch.Tensor,
-    num_classes: int,
-    k: int = 20,
-    temperature: float = 0.07,
-    chunk_size: int = 1024,
-) -> torch.Tensor:
-    """Class scores (Q, C): cosine similarity to the bank, top-k neighbours voting with weight exp(sim / T)."""
-    queries, bank = F.normalize(queries.float(), dim=1), F.normalize(bank.float(), dim=1)
-    k = min(k, bank.shape[0])
-    scores = []
-    for chunk in queries.split(chunk_size):
-        similarity, index = (chunk @ bank.T).topk(k, dim=1)
-        votes = torch.zeros(chunk.shape[0], num_classes, device=chunk.device)
-        votes.scatter_add_(1, bank_labels[index], torch.exp(similarity / temperature))
-        scores.append(votes)
-    return torch.cat(scores)
+from frossl_lit.distributed import gather_rows
+from frossl_lit.evaluation import knn_predict, model_features, top_k_metrics
 
 
 class KNNEvaluation(L.Callback):
@@ -110,19 +86,13 @@ class KNNEvaluation(L.Callback):
         bank_loader = datamodule.bank_dataloader() if datamodule is not None else None
         if bank_loader is None:
             return None  # unlabelled data: nothing to evaluate
-        bank, bank_labels = extract_features(trainer, pl_module, bank_loader)
-        queries, query_labels = extract_features(trainer, pl_module, datamodule.val_dataloader())
+        bank, bank_labels = model_features(trainer, pl_module, bank_loader)
+        queries, query_labels = model_features(trainer, pl_module, datamodule.val_dataloader())
         bank, bank_labels = gather_rows(bank), gather_rows(bank_labels)
-        num_classes = datamodule.num_classes
-        scores = knn_predict(queries, bank, bank_labels, num_classes, self.k, self.temperature)
-        top = scores.topk(min(5, num_classes), dim=1).indices
-        hits = top == query_labels[:, None]
-        counts = torch.stack([hits[:, 0].sum(), hits.any(dim=1).sum(), torch.tensor(len(query_labels), device=hits.device)])
-        correct1, correct5, total = sum_over_ranks(counts.float()).tolist()
-        result = {"val/knn_top1": correct1 / max(total, 1)}
-        if num_classes >= 5:
-            result["val/knn_top5"] = correct5 / max(total, 1)
-        return result
+        scores = knn_predict(queries, bank, bank_labels, datamodule.num_classes, self.k, self.temperature)
+        metrics = top_k_metrics(datamodule.num_classes, prefix="val/knn_").to(pl_module.device)
+        metrics.update(scores, query_labels)  # compute() sums every rank's counts: exact under DDP
+        return {name: float(value) for name, value in metrics.compute().items()}
 
     def summary(self) -> dict[str, Any]:
         """The figures this callback publishes in the run's summary."""

@@ -9,13 +9,13 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics.classification import MulticlassAccuracy
+from torchmetrics import MetricCollection
 
-from frossl_lit.callbacks.features import extract_features
+from frossl_lit.evaluation import linear_head, model_features, top_k_metrics
 
 
 class OnlineLinearProbe(L.Callback):
-    """Trains ``BatchNorm1d(affine=False) → Linear`` on the first view's detached features at every training
+    """Trains :func:`~frossl_lit.evaluation.linear_head` (``BatchNorm1d(affine=False) → Linear``) on the first view's detached features at every training
     step, and reports ``val/probe_top1`` / ``val/probe_top5`` on the labelled validation split each epoch, in
     eval mode.
 
@@ -33,8 +33,7 @@ class OnlineLinearProbe(L.Callback):
         self.head: nn.Module | None = None
         self.optimizer: torch.optim.Optimizer | None = None
         self._pending_state: dict[str, Any] | None = None
-        self.top1: MulticlassAccuracy | None = None
-        self.top5: MulticlassAccuracy | None = None
+        self.metrics: MetricCollection | None = None
         self.last_top1: float | None = None
         self.last_top5: float | None = None
         self.last_step: int | None = None
@@ -49,20 +48,14 @@ class OnlineLinearProbe(L.Callback):
             return
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
-            self.head = nn.Sequential(
-                nn.BatchNorm1d(pl_module.backbone.out_dim, affine=False),
-                nn.Linear(pl_module.backbone.out_dim, num_classes),
-            )
-        self.top1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
-        self.top5 = MulticlassAccuracy(num_classes, top_k=5, average="micro") if num_classes >= 5 else None
+            self.head = linear_head(pl_module.backbone.out_dim, num_classes)
+        self.metrics = top_k_metrics(num_classes, prefix="val/probe_")
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.head is None:
             return
         self.head.to(pl_module.device)
-        for metric in (self.top1, self.top5):
-            if metric is not None:
-                metric.to(pl_module.device)
+        self.metrics.to(pl_module.device)
         self.optimizer = self.optimizer_factory(self.head.parameters())
         if self._pending_state is not None:
             self.load_state_dict(self._pending_state)
@@ -91,9 +84,7 @@ class OnlineLinearProbe(L.Callback):
         self.head.eval()
         with torch.no_grad():
             logits = self.head(outputs["features"].float())
-        self.top1.update(logits, outputs["labels"])
-        if self.top5 is not None:
-            self.top5.update(logits, outputs["labels"])
+        self.metrics.update(logits, outputs["labels"])
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
         if self.head is None or trainer.sanity_checking:
@@ -102,11 +93,8 @@ class OnlineLinearProbe(L.Callback):
             pl_module.log(name, value, sync_dist=False)
 
     def _compute(self, trainer) -> dict[str, torch.Tensor]:
-        results = {}
-        for name, metric in (("val/probe_top1", self.top1), ("val/probe_top5", self.top5)):
-            if metric is not None:
-                results[name] = metric.compute()
-                metric.reset()
+        results = self.metrics.compute()  # summed over ranks under DDP
+        self.metrics.reset()
         self.last_top1 = float(results["val/probe_top1"])
         self.last_top5 = float(results["val/probe_top5"]) if "val/probe_top5" in results else None
         self.last_step = trainer.global_step
@@ -115,13 +103,10 @@ class OnlineLinearProbe(L.Callback):
     def on_train_end(self, trainer, pl_module) -> None:
         if self.head is None or self.last_step == trainer.global_step or not trainer.datamodule.has_labels:
             return
-        features, labels = extract_features(trainer, pl_module, trainer.datamodule.val_dataloader())
+        features, labels = model_features(trainer, pl_module, trainer.datamodule.val_dataloader())
         self.head.eval()
         with torch.no_grad():
-            logits = self.head(features)
-        for metric in (self.top1, self.top5):
-            if metric is not None:
-                metric.update(logits, labels)
+            self.metrics.update(self.head(features), labels)
         results = self._compute(trainer)
         for logger in trainer.loggers:
             logger.log_metrics({k: float(v) for k, v in results.items()}, step=trainer.global_step)

@@ -180,8 +180,13 @@ class SSLDataModule(L.LightningDataModule):
         images, labels = batch
         if self.trainer is not None and self.trainer.training:
             self.augment.reseed(self._augmentation_seed())
-            return self.augment(images), labels
+            return self.make_views(images), labels
         return self.augment.eval_transform(images), labels
+
+    def make_views(self, images: Any) -> list[torch.Tensor]:
+        """A training batch's V views: crop and colour on the device (file datasets whose workers crop override
+        this with ``augment.colour_views``)."""
+        return self.augment.views(images)
 
     # -- exact resume: the data order and the augmentation stream are functions of (seed, rank, epoch, batch) ---
     def _augmentation_seed(self) -> int:

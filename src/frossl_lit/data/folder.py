@@ -1,9 +1,8 @@
 """Image folders: ImageNet (``train/`` and ``val/`` class folders), ImageNet-100 and any user folder.
 
 Decoding and the random-resized crop of each view run in DataLoader workers (one crop per view, at the view's
-size, uint8); flips, colour, blur and solarisation run batched on the device (:class:`ViewAugment` with
-``crop_on_device=False``). A folder with class subfolders is labelled (probe and kNN run); a flat folder of images
-is unlabelled (pretraining only: no probe, no kNN, no crash).
+size, uint8); flips, colour, blur and solarisation run batched on the device (``ViewAugment.colour_views``).
+A folder with class subfolders is labelled (probe and kNN run); a flat folder of images is unlabelled (pretraining only: no probe, no kNN, no crash).
 """
 
 from __future__ import annotations
@@ -164,7 +163,6 @@ class ImageFolderDataModule(SSLDataModule):
         self.eval_resize = eval_resize or int(round(self.eval_size * 256 / 224))
         self.paths, self.labels, self.class_names = scan_folder(self.train_root, labelled, self.classes)
         self.num_classes = len(self.class_names)
-        self.augment.crop_on_device = False
 
     def _split(self):
         if self.labels is None:
@@ -195,6 +193,9 @@ class ImageFolderDataModule(SSLDataModule):
 
     def train_dataset(self) -> Dataset:
         return self._train
+
+    def make_views(self, images):
+        return self.augment.colour_views(images)  # the workers cropped each view already
 
     def val_dataset(self) -> Dataset | None:
         return self._val

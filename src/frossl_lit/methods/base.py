@@ -1,4 +1,6 @@
-"""SSLMethod: views → backbone → projector → loss. Methods differ only in :meth:`SSLMethod.loss`."""
+"""SSLMethod: views → backbone → projector → loss. A method is :meth:`SSLMethod.loss` (a pure loss function) and
+its ``views_supported``; the step's other parts (:meth:`~SSLMethod.embed_views`, :meth:`~SSLMethod.log_loss`)
+can be overridden too."""
 
 from __future__ import annotations
 
@@ -61,24 +63,32 @@ class SSLMethod(L.LightningModule):
         self.latest_loss: torch.Tensor | None = None
         self._earlier_seconds = 0.0
 
+    # -- the step, in overridable parts: views → embeddings → loss → logs -------------------------------------
+    def embed_views(self, views: Sequence[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """``(backbone features, projector embeddings)`` of each view. A method with a predictor or a target
+        network overrides this (and keeps the features of the first view first: the probe reads them)."""
+        features = [self.backbone(view) for view in views]
+        return features, [self.projector(feature) for feature in features]
+
     def loss(self, embeddings: Sequence[torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``(total, parts)`` of the method's loss: a pure function of the embeddings (``frossl_lit.losses``)."""
         raise NotImplementedError
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.backbone(images)
-
-    def training_step(self, batch: tuple[list[torch.Tensor], torch.Tensor], batch_idx: int) -> dict[str, Any]:
-        views, labels = batch
-        features = [self.backbone(view) for view in views]
-        embeddings = [self.projector(feature) for feature in features]
-        total, parts = self.loss(embeddings)
-        self.latest_loss = total.detach()  # read by the divergence guard before the optimizer step
+    def log_loss(self, total: torch.Tensor, parts: dict[str, torch.Tensor]) -> None:
+        """Log the loss and its parts (a part with one value per view also per view)."""
         self.log("train/loss", total, prog_bar=True)
         for part, value in parts.items():
             self.log(f"train/{self.name}/{part}", value.sum())
             if value.ndim == 1:
                 for view, per_view in enumerate(value):
                     self.log(f"train/{self.name}/{part}_view{view}", per_view)
+
+    def training_step(self, batch: tuple[list[torch.Tensor], torch.Tensor], batch_idx: int) -> dict[str, Any]:
+        views, labels = batch
+        features, embeddings = self.embed_views(views)
+        total, parts = self.loss(embeddings)
+        self.latest_loss = total.detach()  # read by the divergence guard before the optimizer step
+        self.log_loss(total, parts)
         return {
             "loss": total,
             "parts": {part: value.detach() for part, value in parts.items()},
@@ -86,6 +96,9 @@ class SSLMethod(L.LightningModule):
             "embeddings": embeddings[0].detach(),
             "labels": labels,
         }
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.backbone(images)
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
         images, labels = batch

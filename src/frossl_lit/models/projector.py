@@ -11,7 +11,6 @@ from torch import nn
 class Projector(nn.Module):
     """``in_dim → hidden_dims… → out_dim``; Linear-BN-ReLU for each hidden layer, a plain Linear at the end.
 
-    ``last_batch_norm`` adds an affine-free BatchNorm after the last layer (some Barlow Twins variants use it).
     ``hidden_bias`` / ``last_bias``: solo-learn and the official FroSSL code give every Linear a bias; the official
     VICReg and Barlow Twins code give none to the last (Barlow Twins: to any).
     """
@@ -21,8 +20,6 @@ class Projector(nn.Module):
         in_dim: int,
         hidden_dims: Sequence[int] = (2048, 2048),
         out_dim: int = 2048,
-        batch_norm: bool = True,
-        last_batch_norm: bool = False,
         hidden_bias: bool = True,
         last_bias: bool = True,
     ) -> None:
@@ -31,13 +28,10 @@ class Projector(nn.Module):
         previous = in_dim
         for width in hidden_dims:
             layers.append(nn.Linear(previous, width, bias=hidden_bias))
-            if batch_norm:
-                layers.append(nn.BatchNorm1d(width))
+            layers.append(nn.BatchNorm1d(width))
             layers.append(nn.ReLU(inplace=True))
             previous = width
         layers.append(nn.Linear(previous, out_dim, bias=last_bias))
-        if last_batch_norm:
-            layers.append(nn.BatchNorm1d(out_dim, affine=False))
         self.net = nn.Sequential(*layers)
         self.out_dim = out_dim
 

@@ -2,13 +2,16 @@
 
 A checkpoint written by ``frossl_lit.train`` lives in ``<run dir>/checkpoints/``; the run's composed config is
 ``<run dir>/.hydra/config.yaml``. :func:`load_pretrained` rebuilds the run's backbone with the checkpoint's
-weights and its DataModule (``data_overrides`` such as ``data.root=/elsewhere`` apply on top).
+weights and its DataModule (``data_overrides`` such as ``data.root=/elsewhere`` apply on top);
+:func:`report` scores the predictions and writes ``<name>.json``; :func:`run_evaluation` is each CLI's body.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 from hydra.utils import instantiate
@@ -16,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from frossl_lit.errors import UserError
+from frossl_lit.evaluation.metrics import top_k_metrics
 
 
 def find_run_config(ckpt: Path, pretrain_config: str | None = None) -> DictConfig:
@@ -55,35 +59,21 @@ def load_pretrained(ckpt: str, data_overrides: list[str] | None = None, pretrain
     return cfg, datamodule, backbone.eval()
 
 
-@torch.no_grad()
-def embed(backbone: nn.Module, datamodule, loader, device: torch.device, crop_recipe=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Backbone features of a loader; ``crop_recipe`` applies one augmented view (linear-protocol training)."""
-    features, labels = [], []
-    for images, targets in loader:
-        images = images.to(device)
-        if crop_recipe is None:
-            x = datamodule.augment.eval_transform(images)
-        else:
-            x = datamodule.augment._finish(datamodule.augment.augment_one(images.float() / 255, crop_recipe))
-        features.append(backbone(x).float())
-        labels.append(targets.to(device))
-    return torch.cat(features), torch.cat(labels)
-
-
-def top_accuracies(scores: torch.Tensor, labels: torch.Tensor, num_classes: int, prefix: str) -> dict[str, float]:
-    """``{prefix}_top1`` and (with at least 5 classes) ``{prefix}_top5`` of class scores, via torchmetrics."""
-    from torchmetrics.functional.classification import multiclass_accuracy
-
-    result = {f"{prefix}_top1": multiclass_accuracy(scores, labels, num_classes, top_k=1, average="micro").item()}
-    if num_classes >= 5:
-        result[f"{prefix}_top5"] = multiclass_accuracy(scores, labels, num_classes, top_k=5, average="micro").item()
+def report(cfg: DictConfig, name: str, scores: torch.Tensor, labels: torch.Tensor, num_classes: int, **details: Any) -> dict:
+    """Top-1 / top-5 of ``scores`` against ``labels`` as ``{name}_top1`` / ``{name}_top5``, with ``details``, written
+    to ``<output dir>/{name}.json`` and printed in one line."""
+    metrics = top_k_metrics(num_classes, prefix=f"{name}_").to(scores.device)
+    metrics.update(scores, labels)
+    figures = {key: float(value) for key, value in metrics.compute().items()}
+    result = {"ckpt": str(cfg.ckpt), **figures, **details, "num_val": len(labels)}
+    out = write_result(cfg.paths.output_dir, name, result)
+    print(f"{name} top-1 {result[f'{name}_top1']:.4f} ({len(labels)} images) → {out}")
     return result
 
 
 def run_evaluation(name: str, evaluate, cfg: DictConfig) -> float:
-    """Run an offline evaluation; a user error prints its message alone and exits with status 2."""
-    import sys
-
+    """Run an offline evaluation and return its top-1; a user error prints its message alone and exits with
+    status 2."""
     try:
         return evaluate(cfg)[f"{name}_top1"]
     except UserError as error:

@@ -1,0 +1,38 @@
+"""KNNEvaluation: figures at start and end of a real fit, equal to the classifier on the same features."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from frossl_lit.callbacks import KNNEvaluation
+from frossl_lit.evaluation import extract_features, knn_predict
+from tests.conftest import tiny_digits, tiny_fit
+
+
+def test_knn_at_start_and_end_equals_the_classifier_on_the_final_features(tmp_path):
+    knn = KNNEvaluation(k=5, temperature=0.1)
+    datamodule = tiny_digits()
+    trainer, module = tiny_fit(tmp_path, [knn], datamodule=datamodule)
+    assert knn.initial_top1 is not None and knn.last_step == trainer.global_step == 6
+    transform = datamodule.augment.eval_transform
+    bank, bank_labels = extract_features(module.backbone, datamodule.bank_dataloader(), transform, torch.device("cpu"))
+    queries, labels = extract_features(module.backbone, datamodule.val_dataloader(), transform, torch.device("cpu"))
+    expected = (knn_predict(queries, bank, bank_labels, 10, k=5, temperature=0.1).argmax(1) == labels).float().mean()
+    assert knn.last_top1 == pytest.approx(expected.item())
+    assert knn.summary() == {"knn_top1": knn.last_top1, "knn_top1_init": knn.initial_top1}
+    assert trainer.callback_metrics["val/knn_train_seconds"] > 0
+
+
+def test_state_keeps_figures_and_the_training_clock():
+    knn = KNNEvaluation()
+    knn.load_state_dict({"initial_top1": 0.2, "last_top1": 0.5, "last_step": 7, "train_seconds": 12.5})
+    state = knn.state_dict()
+    assert state["initial_top1"] == 0.2 and state["last_top1"] == 0.5 and state["last_step"] == 7
+    assert state["train_seconds"] == pytest.approx(12.5)
+
+
+@pytest.mark.parametrize("kwargs", [{"k": 0}, {"temperature": 0.0}, {"every_n_epochs": 0}])
+def test_bad_settings_are_refused(kwargs):
+    with pytest.raises(ValueError, match="knn: need"):
+        KNNEvaluation(**kwargs)

@@ -1,0 +1,41 @@
+"""SpectrumDiagnostics, ThroughputMonitor, StepCheckpoint and RunPlots on a real fit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from frossl_lit.callbacks import (
+    RunPlots,
+    SpectrumDiagnostics,
+    StepCheckpoint,
+    ThroughputMonitor,
+    effective_rank,
+    plot_run,
+)
+from tests.conftest import tiny_fit
+
+
+def test_effective_rank_counts_equal_eigenvalues():
+    assert effective_rank(torch.ones(16)).item() == pytest.approx(16.0)
+    assert effective_rank(torch.tensor([1.0, 0.0, 0.0])).item() == pytest.approx(1.0)
+    assert 1.0 < effective_rank(torch.tensor([4.0, 1.0])).item() < 2.0
+
+
+def test_spectrum_throughput_step_checkpoint_and_plots_in_one_fit(tmp_path):
+    spectrum = SpectrumDiagnostics(every_n_steps=2)
+    checkpoint = StepCheckpoint(dirpath=str(tmp_path / "checkpoints"), every_n_steps=2)
+    trainer, _ = tiny_fit(tmp_path, [spectrum, ThroughputMonitor(every_n_steps=2), checkpoint, RunPlots()], max_steps=5)
+    saved = np.load(tmp_path / "spectrum.npz")
+    assert list(saved["steps"]) == [2, 4] and saved["eigenvalues"].shape == (2, 16)
+    assert (np.diff(saved["eigenvalues"], axis=1) <= 1e-6).all()  # decreasing order
+    assert trainer.callback_metrics["train/images_per_second"] > 0
+    assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 4
+    assert {p.name for p in plot_run(tmp_path)} == {"curves.png", "spectrum.png"}
+    assert (tmp_path / "curves.png").stat().st_size > 1000
+
+
+def test_step_checkpoint_refuses_a_zero_interval(tmp_path):
+    with pytest.raises(ValueError, match="every_n_steps=0 must be >= 1"):
+        StepCheckpoint(dirpath=str(tmp_path), every_n_steps=0)

@@ -1,0 +1,70 @@
+"""SSLMethod with a fake loss: the step runs views → embeddings → loss → logs, each part overridable."""
+
+from __future__ import annotations
+
+import csv
+
+import torch
+from torch import nn
+
+from frossl_lit.methods import SSLMethod
+from tests.conftest import tiny_fit, tiny_method
+
+
+class SquaredNorm(SSLMethod):
+    """A fake method: per-view mean squared embedding (it only has to be differentiable)."""
+
+    name = "fake"
+
+    def loss(self, embeddings):
+        per_view = torch.stack([z.pow(2).mean() for z in embeddings])
+        return per_view.sum(), {"energy": per_view, "scalar": per_view.mean()}
+
+
+class WithPredictor(SquaredNorm):
+    """A method that adds a predictor after the projector, by overriding embed_views only."""
+
+    name = "predictor"
+
+    def __init__(self, **base) -> None:
+        super().__init__(**base)
+        self.predictor = nn.Linear(self.projector.out_dim, 4)
+        self.calls = 0
+
+    def embed_views(self, views):
+        features, embeddings = super().embed_views(views)
+        self.calls += 1
+        return features, [self.predictor(z) for z in embeddings]
+
+
+def _logged_names(tmp_path) -> set[str]:
+    with open(tmp_path / "csv" / "metrics.csv") as handle:
+        return set(next(csv.reader(handle)))
+
+
+def test_a_fake_loss_trains_and_its_parts_are_logged_per_view(tmp_path):
+    module = tiny_method(SquaredNorm)
+    before = [p.detach().clone() for p in module.projector.parameters()]
+    trainer, _ = tiny_fit(tmp_path, [], module=module, max_steps=3)
+    assert trainer.global_step == 3
+    assert not all(torch.equal(a, b) for a, b in zip(before, module.projector.parameters()))
+    names = _logged_names(tmp_path)
+    assert {"train/loss", "train/fake/energy", "train/fake/energy_view0", "train/fake/energy_view1", "train/fake/scalar"} <= names
+    assert "train/fake/scalar_view0" not in names
+
+
+def test_step_output_carries_first_view_features_embeddings_and_labels():
+    module = tiny_method(SquaredNorm)
+    module.log = lambda *args, **kwargs: None  # outside a trainer
+    views = [torch.randn(5, 3, 16, 16), torch.randn(5, 3, 16, 16)]
+    out = module.training_step((views, torch.arange(5)), 0)
+    assert out["loss"].requires_grad and out["features"].shape == (5, 16) and out["embeddings"].shape == (5, 16)
+    assert not out["features"].requires_grad and out["parts"]["energy"].shape == (2,)
+    assert torch.equal(out["labels"], torch.arange(5)) and torch.equal(module.latest_loss, out["loss"].detach())
+
+
+def test_overriding_embed_views_adds_a_predictor_without_touching_the_base(tmp_path):
+    module = tiny_method(WithPredictor)
+    before = module.predictor.weight.detach().clone()
+    tiny_fit(tmp_path, [], module=module, max_steps=2)
+    assert module.calls == 2 and not torch.equal(before, module.predictor.weight)  # optimised with the rest

@@ -1,0 +1,34 @@
+"""Backbones map images to (B, out_dim) and load into torchvision; the projector is the layers it says."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from frossl_lit.models import Projector, SmallCNN, resnet
+
+
+@pytest.mark.parametrize("name,width", [("resnet18", 512), ("resnet50", 2048)])
+def test_resnet_features_and_torchvision_keys(name, width):
+    model = resnet(name, cifar_stem=True)
+    assert model.out_dim == width
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, width)
+    reference = getattr(torchvision.models, name)()
+    reference.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+    missing, unexpected = reference.load_state_dict(model.state_dict(), strict=False)
+    assert not unexpected and set(missing) == {"fc.weight", "fc.bias"}
+
+
+def test_small_cnn_width_is_its_last_layer():
+    model = SmallCNN([8, 16, 24])
+    assert model.out_dim == 24 and model(torch.randn(3, 3, 16, 16)).shape == (3, 24)
+
+
+def test_projector_layers_and_biases():
+    projector = Projector(in_dim=10, hidden_dims=[32, 32], out_dim=8, hidden_bias=True, last_bias=False)
+    kinds = [type(layer).__name__ for layer in projector.net]
+    assert kinds == ["Linear", "BatchNorm1d", "ReLU", "Linear", "BatchNorm1d", "ReLU", "Linear"]
+    assert projector.net[-1].bias is None and projector.net[0].bias is not None
+    assert projector(torch.randn(4, 10)).shape == (4, projector.out_dim) == (4, 8)
