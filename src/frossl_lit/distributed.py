@@ -102,12 +102,3 @@ def gather_rows(tensor: torch.Tensor) -> torch.Tensor:
     parts = [torch.empty_like(padded) for _ in range(world)]
     dist.all_gather(parts, padded)
     return torch.cat([part[:size] for part, size in zip(parts, sizes)])
-
-
-@torch.no_grad()
-def sum_over_ranks(tensor: torch.Tensor) -> torch.Tensor:
-    """All-reduce sum without autograd (identity when not distributed)."""
-    if _dist_ready():
-        tensor = tensor.clone()
-        dist.all_reduce(tensor)
-    return tensor
