@@ -211,6 +211,22 @@ def tiny_digits(batch_size: int = 64, num_views: int = 2):
     return DigitsDataModule(augment, batch_size=batch_size, eval_batch_size=512, image_size=16)
 
 
+class LossRecorder:
+    """A callback (built lazily to keep Lightning out of import time) recording every step's loss."""
+
+    def __new__(cls):
+        import lightning as L
+
+        class Recorder(L.Callback):
+            def __init__(self) -> None:
+                self.losses: list[float] = []
+
+            def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+                self.losses.append(float(outputs["loss"]))
+
+        return Recorder()
+
+
 def tiny_fit(tmp_path: Path, callbacks: list, module=None, datamodule=None, max_steps: int = 6, **trainer_kwargs):
     """Fit ``module`` (default :func:`tiny_method`) on :func:`tiny_digits` for ``max_steps`` steps with
     ``callbacks`` and a CSV logger in ``tmp_path``; one validation at the end. Returns ``(trainer, module)``."""

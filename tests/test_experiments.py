@@ -27,7 +27,7 @@ SMOKE = [
     "trainer.accelerator=cpu", "trainer.devices=1", "trainer.num_nodes=1", "trainer.precision=32-true", "trainer.strategy=auto",
     "trainer.sync_batchnorm=false", "trainer.max_steps=2", "trainer.enable_progress_bar=false",
     "method.projector.hidden_dims=[64]", "method.projector.out_dim=32", "data.batch_size=4", "data.eval_batch_size=8",
-    "data.num_workers=0", "callbacks.spectrum.every_n_steps=1",
+    "data.num_workers=0", "callbacks.spectrum.every_n_steps=1", "model.compile=false", "model.channels_last=false",
 ]
 
 

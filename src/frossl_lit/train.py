@@ -18,6 +18,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from frossl_lit.callbacks import LossProgressBar
 from frossl_lit.checkpointing import DivergedError, load_for_resume
 from frossl_lit.checks import check_config
 from frossl_lit.errors import UserError
@@ -36,8 +37,11 @@ def build(cfg: DictConfig, resume: dict[str, Any] | None = None) -> tuple[L.Ligh
         lr_scheduler=instantiate(cfg.schedule.lr_scheduler) if cfg.schedule.get("lr_scheduler") else None,
         lr_reference_batch=cfg.schedule.get("lr_reference_batch"),
         no_decay_lr_scale=cfg.schedule.get("no_decay_lr_scale", 1.0),
+        **OmegaConf.to_container(cfg.get("model") or OmegaConf.create(), resolve=True),  # compile, channels_last
     )
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
+    if cfg.trainer.get("enable_progress_bar", True):
+        callbacks.append(LossProgressBar())  # the loss without a host read per step
     run_ids = (resume or {}).get("logger_versions", {})
     loggers = [
         instantiate(c, **({"id": run_ids["WandbLogger"]} if "wandb" in c._target_ and "WandbLogger" in run_ids else {}))

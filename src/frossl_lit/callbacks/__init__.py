@@ -2,6 +2,7 @@ from frossl_lit.callbacks.divergence import DivergenceGuard
 from frossl_lit.callbacks.knn import KNNEvaluation
 from frossl_lit.callbacks.online_probe import OnlineLinearProbe
 from frossl_lit.callbacks.plots import RunPlots, plot_run
+from frossl_lit.callbacks.progress import LossProgressBar
 from frossl_lit.callbacks.spectrum import SpectrumDiagnostics, effective_rank
 from frossl_lit.callbacks.step_checkpoint import StepCheckpoint
 from frossl_lit.callbacks.throughput import ThroughputMonitor
@@ -9,6 +10,7 @@ from frossl_lit.callbacks.throughput import ThroughputMonitor
 __all__ = [
     "DivergenceGuard",
     "KNNEvaluation",
+    "LossProgressBar",
     "OnlineLinearProbe",
     "RunPlots",
     "SpectrumDiagnostics",

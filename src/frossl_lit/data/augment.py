@@ -20,6 +20,7 @@ image instead of re-sampled up to ten times; hue turns in YIQ rather than HSV (s
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -100,6 +101,7 @@ class ViewAugment:
         self.eval_size = eval_size
         self.seed = seed
         self._generators: dict[torch.device, torch.Generator] = {}
+        self._order = random.Random(seed)  # the colour-jitter order, drawn on the host
 
     @property
     def total_views(self) -> int:
@@ -113,6 +115,7 @@ class ViewAugment:
         """Restart the random stream (the DataModule calls this before every training batch)."""
         self.seed = seed
         self._generators.clear()
+        self._order = random.Random(seed)
 
     def generator(self, device: torch.device) -> torch.Generator:
         if device not in self._generators:
@@ -149,4 +152,4 @@ class ViewAugment:
         return (x - self.mean.to(x.device)) / self.std.to(x.device)
 
     def _apply(self, x: torch.Tensor, recipe: ViewRecipe, crop: bool = True) -> torch.Tensor:
-        return apply_recipe(x, recipe, self.generator(x.device), self.generator(torch.device("cpu")), crop)
+        return apply_recipe(x, recipe, self.generator(x.device), self._order, crop)

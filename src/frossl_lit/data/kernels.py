@@ -13,6 +13,7 @@ parameters per call (per batch), and kornia's per-sample ops cost several times 
 from __future__ import annotations
 
 import math
+import random
 from typing import TYPE_CHECKING
 
 import kornia
@@ -94,9 +95,9 @@ def hflip(x: torch.Tensor, prob: float, generator: torch.Generator) -> torch.Ten
     return torch.where(coin(x.shape[0], prob, generator, x.device), x.flip(-1), x) if prob > 0 else x
 
 
-def color_jitter(x: torch.Tensor, recipe: ViewRecipe, generator: torch.Generator, order: torch.Generator) -> torch.Tensor:
-    """Brightness, contrast, saturation and hue with per-sample factors, in one random order per batch
-    (``order``: a CPU generator)."""
+def color_jitter(x: torch.Tensor, recipe: ViewRecipe, generator: torch.Generator, order: random.Random) -> torch.Tensor:
+    """Brightness, contrast, saturation and hue with per-sample factors, in one random order per batch (drawn from
+    ``order``, a host-side Python RNG: no tensor is read back)."""
     batch, device = x.shape[0], x.device
     apply = coin(batch, recipe.jitter_prob, generator, device)
 
@@ -118,7 +119,7 @@ def color_jitter(x: torch.Tensor, recipe: ViewRecipe, generator: torch.Generator
         angle = uniform(batch, -recipe.hue, recipe.hue, generator, device) * (2 * math.pi)
         rotation = hue_rotation(torch.where(apply.view(-1), angle, torch.zeros_like(angle)))
         ops.append(lambda im: torch.einsum("bij,bjhw->bihw", rotation, im).clamp_(0, 1))
-    for index in torch.randperm(len(ops), generator=order).tolist():
+    for index in order.sample(range(len(ops)), len(ops)):
         x = ops[index](x)
     return x
 
@@ -143,7 +144,7 @@ def solarize(x: torch.Tensor, recipe: ViewRecipe, generator: torch.Generator) ->
     return torch.where(chosen & (x >= recipe.solarize_threshold), 1.0 - x, x)
 
 
-def apply_recipe(x: torch.Tensor, recipe: ViewRecipe, generator: torch.Generator, order: torch.Generator, crop: bool = True) -> torch.Tensor:
+def apply_recipe(x: torch.Tensor, recipe: ViewRecipe, generator: torch.Generator, order: random.Random, crop: bool = True) -> torch.Tensor:
     """One view of a float batch in [0, 1] (floats in [0, 1] out). ``crop=False``: the batch is already cropped
     to the view's size, only flip and colour; a recipe without ``random_resized_crop`` resizes the whole image."""
     if crop and recipe.random_resized_crop:

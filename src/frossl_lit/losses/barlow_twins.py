@@ -7,9 +7,10 @@ from collections.abc import Sequence
 import torch
 
 from frossl_lit.distributed import LOCAL, Collective
-from frossl_lit.losses.common import standardize
+from frossl_lit.losses.common import float32_maths, standardize
 
 
+@float32_maths
 def barlow_twins_loss(
     views: Sequence[torch.Tensor],
     off_diagonal_weight: float = 0.0051,

@@ -1,8 +1,13 @@
-"""Embedding normalisations shared by the losses. Batch statistics are summed over a :class:`Collective`, so that
-under DDP they are those of the global batch (every rank must hold the same number of samples, as the
-``drop_last`` sharded loaders guarantee)."""
+"""What the losses share: :func:`float32_maths` and the embedding normalisations.
+
+In the normalisations, batch statistics are summed over a :class:`Collective`, so that under DDP they are those
+of the global batch (every rank must hold the same number of samples, as the ``drop_last`` sharded loaders
+guarantee)."""
 
 from __future__ import annotations
+
+import functools
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -34,3 +39,17 @@ def standardize(z: torch.Tensor, collective: Collective = LOCAL, eps: float = 1e
     centred = centre(z, collective)
     var = collective.sum(centred.pow(2).sum(dim=-2, keepdim=True)) / (z.shape[-2] * collective.world_size)
     return centred * torch.rsqrt(var + eps)
+
+
+def float32_maths(loss: Callable) -> Callable:
+    """Run ``loss(views, ...)`` in float32 under mixed precision: autocast off inside it and half-precision views
+    (bf16 / fp16 embeddings from an autocast projector) cast up, so Gram matrices, covariances, logarithms and
+    singular values are computed in fp32 (float64 views stay float64). Gradients flow back through the cast."""
+
+    @functools.wraps(loss)
+    def in_float32(views, *args, **kwargs):
+        views = [v.float() if v.dtype in (torch.float16, torch.bfloat16) else v for v in views]
+        with torch.autocast(device_type=views[0].device.type if views else "cpu", enabled=False):
+            return loss(views, *args, **kwargs)
+
+    return in_float32

@@ -37,7 +37,7 @@ from collections.abc import Sequence
 import torch
 
 from frossl_lit.distributed import LOCAL, Collective
-from frossl_lit.losses.common import centre, unit_columns, unit_rows
+from frossl_lit.losses.common import centre, float32_maths, unit_columns, unit_rows
 
 FORMULATIONS = ("official", "paper_two_view", "paper_multiview")
 
@@ -52,6 +52,7 @@ def _normalize(z: torch.Tensor, formulation: str, collective: Collective) -> tor
     return dim**0.5 * unit_rows(z)
 
 
+@float32_maths
 def frossl_loss(
     views: Sequence[torch.Tensor],
     invariance_weight: float = 1.0,

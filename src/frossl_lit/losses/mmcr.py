@@ -18,9 +18,10 @@ from collections.abc import Sequence
 import torch
 
 from frossl_lit.distributed import LOCAL, Collective
-from frossl_lit.losses.common import unit_rows
+from frossl_lit.losses.common import float32_maths, unit_rows
 
 
+@float32_maths
 def mmcr_loss(
     views: Sequence[torch.Tensor],
     local_weight: float = 0.0,

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 
 from frossl_lit.distributed import LOCAL, Collective
+from frossl_lit.losses.common import float32_maths
 
 
 def _centred_covariance(z: torch.Tensor, collective: Collective) -> torch.Tensor:
@@ -16,6 +17,7 @@ def _centred_covariance(z: torch.Tensor, collective: Collective) -> torch.Tensor
     return collective.sum(centred.T @ centred) / (n - 1)
 
 
+@float32_maths
 def vicreg_loss(
     views: Sequence[torch.Tensor],
     invariance_weight: float = 25.0,

@@ -31,6 +31,9 @@ class SSLMethod(L.LightningModule):
             scaling rule of the LARS recipes: lr × batch / 256).
         no_decay_lr_scale: multiplies the learning rate of biases and normalisation parameters (1 in every
             recipe but the official Barlow Twins code's, 0.024).
+        compile: ``torch.compile`` the backbone and projector (``True``, or a dict of ``torch.compile`` options,
+            e.g. ``{mode: max-autotune}``); the losses are left eager (they are a few matrix products).
+        channels_last: the backbone's weights and its input views in channels-last memory format.
 
     ``training_step`` returns, besides the loss, its detached parts, the detached backbone features and embeddings
     of the first view and the labels: the online probe, the spectrum diagnostics and the divergence guard read them
@@ -52,6 +55,8 @@ class SSLMethod(L.LightningModule):
         global_batch: bool = True,
         lr_reference_batch: int | None = None,
         no_decay_lr_scale: float = 1.0,
+        compile: bool | dict[str, Any] = False,
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["backbone", "projector", "optimizer", "lr_scheduler"])
@@ -61,12 +66,27 @@ class SSLMethod(L.LightningModule):
         self.optimizer_factory, self.scheduler_factory = optimizer, lr_scheduler
         self.collective = Collective(global_batch=global_batch)
         self.latest_loss: torch.Tensor | None = None
+        self.logged_loss: float | None = None  # the loss at the last logging step, for the progress bar
+        self.compile_options = ({} if compile is True else dict(compile)) if compile else None
+        self.channels_last = channels_last
         self._earlier_seconds = 0.0
+
+    def configure_model(self) -> None:
+        """Channels-last weights and in-place ``torch.compile`` of the backbone and projector (``model.*``).
+        ``nn.Module.compile`` keeps the parameter names, so checkpoints load with or without it."""
+        if self.channels_last:
+            self.backbone.to(memory_format=torch.channels_last)
+        if self.compile_options is not None and not getattr(self, "_compiled", False):
+            self.backbone.compile(**self.compile_options)
+            self.projector.compile(**self.compile_options)
+            self._compiled = True
 
     # -- the step, in overridable parts: views → embeddings → loss → logs -------------------------------------
     def embed_views(self, views: Sequence[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """``(backbone features, projector embeddings)`` of each view. A method with a predictor or a target
         network overrides this (and keeps the features of the first view first: the probe reads them)."""
+        if self.channels_last:
+            views = [view.contiguous(memory_format=torch.channels_last) for view in views]
         features = [self.backbone(view) for view in views]
         return features, [self.projector(feature) for feature in features]
 
@@ -75,13 +95,21 @@ class SSLMethod(L.LightningModule):
         raise NotImplementedError
 
     def log_loss(self, total: torch.Tensor, parts: dict[str, torch.Tensor]) -> None:
-        """Log the loss and its parts (a part with one value per view also per view)."""
-        self.log("train/loss", total, prog_bar=True)
+        """Log the loss and its parts (a part with one value per view also per view). Logging a tensor costs no
+        host synchronisation; the loggers read the values every ``trainer.log_every_n_steps`` steps."""
+        self.log("train/loss", total)  # no prog_bar: Lightning would read it on the host after every step
+        if self._logging_step():  # the progress bar shows the loss of the last logging step (one host read)
+            self.logged_loss = float(total.detach())
         for part, value in parts.items():
             self.log(f"train/{self.name}/{part}", value.sum())
             if value.ndim == 1:
                 for view, per_view in enumerate(value):
                     self.log(f"train/{self.name}/{part}_view{view}", per_view)
+
+    def _logging_step(self) -> bool:
+        """Whether the loggers write after this step (every ``trainer.log_every_n_steps``-th)."""
+        n = self.trainer.log_every_n_steps
+        return bool(n) and (self.trainer.global_step + 1) % n == 0
 
     def training_step(self, batch: tuple[list[torch.Tensor], torch.Tensor], batch_idx: int) -> dict[str, Any]:
         views, labels = batch
