@@ -18,8 +18,8 @@ def knn_evaluation(cfg: DictConfig) -> dict:
     device = resolve_device(cfg.device)
     backbone.to(device)
     transform = datamodule.augment.eval_transform
-    bank, bank_labels = extract_features(backbone, datamodule.bank_dataloader(), transform, device)
-    queries, labels = extract_features(backbone, datamodule.val_dataloader(), transform, device)
+    bank, bank_labels = extract_features(backbone, datamodule.bank_dataloader(), transform, device, progress="kNN bank")
+    queries, labels = extract_features(backbone, datamodule.val_dataloader(), transform, device, progress="kNN queries")
     scores = knn_predict(queries, bank, bank_labels, datamodule.num_classes, cfg.knn.k, cfg.knn.temperature)
     return report(cfg, "knn", scores, labels, datamodule.num_classes, k=cfg.knn.k, temperature=cfg.knn.temperature)
 

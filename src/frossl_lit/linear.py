@@ -50,13 +50,15 @@ def linear_evaluation(cfg: DictConfig) -> dict:
     scale = tuple(settings.crop_scale) if settings.crop_scale else tuple(recipe.scale)
     crop = ViewRecipe(size=size, scale=scale, jitter_prob=0.0, grayscale_prob=0.0, hflip_prob=recipe.hflip_prob)
     augmented = lambda images: datamodule.augment.view(images, crop)  # one random view per image and epoch
-    embed = lambda loader, transform=datamodule.augment.eval_transform: extract_features(backbone, loader, transform, device)
-    fixed = None if settings.augment else embed(train_loader)
+    def embed(loader, transform=datamodule.augment.eval_transform, label=None):
+        return extract_features(backbone, loader, transform, device, progress=label)
+
+    fixed = None if settings.augment else embed(train_loader, label="features")
     head = linear_head(backbone.out_dim, datamodule.num_classes).to(device)
     optimizer, scheduler = linear_optimizer(head, settings)
     generator = torch.Generator().manual_seed(cfg.seed)
-    for _ in range(settings.epochs):
-        features, labels = fixed if fixed is not None else embed(train_loader, augmented)
+    for epoch in range(settings.epochs):
+        features, labels = fixed if fixed is not None else embed(train_loader, augmented, f"epoch {epoch + 1}/{settings.epochs}")
         head.train()
         for index in torch.randperm(len(labels), generator=generator).split(settings.batch_size):
             index = index.to(device)
@@ -66,7 +68,7 @@ def linear_evaluation(cfg: DictConfig) -> dict:
             optimizer.step()
         scheduler.step()
     head.eval()
-    features, labels = embed(val_loader)
+    features, labels = embed(val_loader, label="validation")
     with torch.no_grad():
         scores = head(features)
     protocol_used = OmegaConf.to_container(settings, resolve=True)

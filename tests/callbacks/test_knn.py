@@ -20,7 +20,9 @@ def test_knn_at_start_and_end_equals_the_classifier_on_the_final_features(tmp_pa
     queries, labels = extract_features(module.backbone, datamodule.val_dataloader(), transform, torch.device("cpu"))
     expected = (knn_predict(queries, bank, bank_labels, 10, k=5, temperature=0.1).argmax(1) == labels).float().mean()
     assert knn.last_top1 == pytest.approx(expected.item())
-    assert knn.summary() == {"knn_top1": knn.last_top1, "knn_top1_init": knn.initial_top1}
+    summary = knn.summary()
+    assert summary["knn_top1"] == knn.last_top1 and summary["knn_top1_init"] == knn.initial_top1
+    assert summary["knn_bank_size"] == 1437 and summary["knn_eval_seconds"] > 0
     assert trainer.callback_metrics["val/knn_train_seconds"] > 0
 
 
@@ -36,3 +38,15 @@ def test_state_keeps_figures_and_the_training_clock():
 def test_bad_settings_are_refused(kwargs):
     with pytest.raises(ValueError, match="knn: need"):
         KNNEvaluation(**kwargs)
+
+
+def test_a_bank_size_takes_the_same_stratified_subset_and_the_summary_says_how_large(tmp_path):
+    knn = KNNEvaluation(k=5, bank_size=200)
+    datamodule = tiny_digits()
+    tiny_fit(tmp_path, [knn], datamodule=datamodule, max_steps=2)
+    assert knn.summary()["knn_bank_size"] == knn.bank_used == 200
+    labels = datamodule.bank_dataloader(200).dataset.labels
+    assert torch.bincount(labels, minlength=10).min() >= 19  # every class in proportion (~20 each)
+    assert torch.equal(labels, datamodule.bank_dataloader(200).dataset.labels)
+    with pytest.raises(ValueError, match="bank_size >= k"):
+        KNNEvaluation(k=20, bank_size=10)

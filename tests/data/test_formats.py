@@ -134,3 +134,16 @@ def test_an_unreadable_image_met_in_a_worker_is_one_line(tmp_path):
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
     assert lines[-1].startswith("frossl_lit: error: cannot read image ") and "0_0.jpg" in lines[-1] and "data.on_bad_image=skip" in lines[-1]
+
+
+def test_images_smaller_than_the_recipe_train_at_their_own_size_and_it_is_said_once(tmp_path):
+    folder = write_jpegs(tmp_path / "small", classes=2, per_class=4, size=24)
+    big = lambda: ViewAugment([ViewRecipe(size=224)], [0.5] * 3, [0.25] * 3, eval_size=224)
+    with pytest.warns(UserWarning, match=r"about 24 px, smaller than the recipe's 224 px: training at 24 px"):
+        module = ImageFolderDataModule(big(), root=str(folder), val_fraction=0.25, batch_size=2)
+    module.setup()
+    views, _ = module._train[0]
+    assert views[0].shape == (3, 24, 24) and module._val[0][0].shape == (3, 24, 24)
+    kept = ImageFolderDataModule(big(), root=str(folder), val_fraction=0.25, batch_size=2, fit_small_images=False)
+    kept.setup()
+    assert kept._train[0][0][0].shape == (3, 224, 224)

@@ -82,3 +82,11 @@ def test_loading_a_missing_or_foreign_checkpoint_says_what_to_do(tmp_path):
     torch.save({"state_dict": {}}, stray)
     with pytest.raises(UserError, match="no pretraining config found"):
         load_pretrained(str(stray))
+
+
+def test_extract_features_shows_a_progress_bar_with_its_label(capsys):
+    backbone = nn.Flatten()
+    backbone.out_dim = 4
+    loader = [(torch.zeros(2, 1, 2, 2, dtype=torch.uint8), torch.tensor([0, 1]))] * 3
+    extract_features(backbone, loader, lambda x: x.float(), torch.device("cpu"), progress="kNN bank")
+    assert "kNN bank" in capsys.readouterr().err

@@ -103,7 +103,7 @@ class OnlineLinearProbe(L.Callback):
     def on_train_end(self, trainer, pl_module) -> None:
         if self.head is None or self.last_step == trainer.global_step or not trainer.datamodule.has_labels:
             return
-        features, labels = model_features(trainer, pl_module, trainer.datamodule.val_dataloader())
+        features, labels = model_features(trainer, pl_module, trainer.datamodule.val_dataloader(), "probe validation")
         self.head.eval()
         with torch.no_grad():
             self.metrics.update(self.head(features), labels)

@@ -88,6 +88,23 @@ class TensorImages(Dataset):
         return self.images[index], self.labels[index]
 
 
+def stratified_subset(dataset: Dataset, size: int, seed: int = 0) -> Dataset:
+    """``size`` items of a labelled dataset (a ``labels`` tensor), every class in proportion; in-memory images
+    stay one tensor (batched indexing), file datasets become a ``Subset``."""
+    from sklearn.model_selection import train_test_split
+    from torch.utils.data import Subset
+
+    labels = dataset.labels.numpy()
+    stratify = labels if min(size, len(labels) - size) >= len(set(labels.tolist())) else None
+    keep, _ = train_test_split(range(len(labels)), train_size=size, stratify=stratify, random_state=seed)
+    index = torch.tensor(sorted(keep))
+    if isinstance(dataset, TensorImages):
+        return TensorImages(dataset.images[index], dataset.labels[index])
+    subset = Subset(dataset, index.tolist())
+    subset.labels = dataset.labels[index]
+    return subset
+
+
 class SSLDataModule(L.LightningDataModule):
     """Shared loaders, sharding and device-side augmentation; subclasses provide the datasets.
 
@@ -113,6 +130,7 @@ class SSLDataModule(L.LightningDataModule):
         self._train: Dataset | None = None
         self._val: Dataset | None = None
         self._resume_position: dict[str, int] | None = None
+        self._bank_subset: Dataset | None = None
 
     # -- what subclasses provide ----------------------------------------------------------------------------
     def train_dataset(self) -> Dataset:
@@ -171,10 +189,18 @@ class SSLDataModule(L.LightningDataModule):
         self.setup()
         return self._loader(self._val, self.eval_batch_size, shuffle=False) if self.has_labels else []
 
-    def bank_dataloader(self) -> DataLoader | None:
+    def bank_dataloader(self, size: int | None = None) -> DataLoader | None:
+        """The kNN bank (labelled training images, un-augmented); ``size``: a stratified subset of that many,
+        the same every time (seeded by ``seed``)."""
         self.setup()
         bank = self.bank_dataset()
-        return self._loader(bank, self.eval_batch_size, shuffle=False) if (bank is not None and self.has_labels) else None
+        if bank is None or not self.has_labels:
+            return None
+        if size is not None and size < len(bank):
+            if self._bank_subset is None or len(self._bank_subset) != size:
+                self._bank_subset = stratified_subset(bank, size, self.seed)
+            bank = self._bank_subset
+        return self._loader(bank, self.eval_batch_size, shuffle=False)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         images, labels = batch

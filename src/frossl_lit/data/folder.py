@@ -148,6 +148,7 @@ class ImageFolderDataModule(SSLDataModule):
         eval_resize: int | None = None,
         on_bad_image: str = "fail",
         split_seed: int = 0,
+        fit_small_images: bool = True,
         **kwargs,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -159,10 +160,42 @@ class ImageFolderDataModule(SSLDataModule):
         self.train_root = self.root / train_dir if train_dir else self.root
         self.val_root = self.root / val_dir if val_dir else None
         self.val_fraction, self.on_bad_image, self.split_seed = val_fraction, on_bad_image, split_seed
-        self.eval_size = self.augment.eval_size or self.augment.recipes[0].size
-        self.eval_resize = eval_resize or int(round(self.eval_size * 256 / 224))
         self.paths, self.labels, self.class_names = scan_folder(self.train_root, labelled, self.classes)
         self.num_classes = len(self.class_names)
+        if fit_small_images:
+            self._fit_recipe_to_small_images()
+        self.eval_size = self.augment.eval_size or self.augment.recipes[0].size
+        self.eval_resize = eval_resize or int(round(self.eval_size * 256 / 224))
+
+    def _fit_recipe_to_small_images(self, probes: int = 32) -> None:
+        """Images smaller than the recipe (e.g. CIFAR's 32 px under the 224 px ImageNet recipe) would be upsampled
+        7× and cost 49× the compute for nothing: scale every view (and the evaluation size) down to the images'
+        typical short side, and say so once."""
+        from PIL import Image
+
+        picks = self.paths[:: max(1, len(self.paths) // probes)][:probes]
+        sides = []
+        for path in picks:
+            try:
+                with Image.open(path) as image:  # reads the header only
+                    sides.append(min(image.size))
+            except Exception:  # noqa: BLE001 - unreadable files are reported when they are loaded
+                continue
+        largest = max([r.size for r in self.augment.view_recipes()] + [self.augment.eval_size or 0])
+        if not sides or sorted(sides)[len(sides) // 2] >= largest:
+            return
+        side = sorted(sides)[len(sides) // 2]
+        scale = side / largest
+        for recipe in {id(r): r for r in self.augment.view_recipes()}.values():
+            recipe.size = max(8, int(round(recipe.size * scale)))
+        if self.augment.eval_size:
+            self.augment.eval_size = max(8, int(round(self.augment.eval_size * scale)))
+        warnings.warn(
+            f"the images in {self.train_root} are about {side} px, smaller than the recipe's {largest} px: training at "
+            f"{side} px instead of upsampling them (views {sorted({r.size for r in self.augment.view_recipes()})}). "
+            f"To keep the recipe's sizes set data.fit_small_images=false.",
+            stacklevel=2,
+        )
 
     def _split(self):
         if self.labels is None:
