@@ -51,7 +51,8 @@ def test_every_experiment_preset_trains_with_its_own_values(preset, tmp_path):
     extra = make_tiny_dataset(dataset, tmp_path / "run" / "data", num_recipes=len(published.augment.recipes))
     seen = f"+callbacks.seen={{_target_: {__name__}.Seen}}"
     cfg = compose_config([f"experiment={preset}", *SMOKE, *extra, seen], tmp_path / "run")
-    assert cfg.schedule.optimizer._target_ == "timm.optim.Lars" and cfg.schedule.lr_reference_batch == 256
+    if published.preset.get("source"):  # the published settings all use LARS at lr × batch / 256
+        assert cfg.schedule.optimizer._target_ == "timm.optim.Lars" and cfg.schedule.lr_reference_batch == 256
     summary = train(cfg)
     assert summary["global_step"] == 2 and summary["method"] == method and summary["data"] == dataset
     # what trained is the preset's: method weights, views, backbone, optimizer (lr scaled by batch 4 / 256)
@@ -63,10 +64,11 @@ def test_every_experiment_preset_trains_with_its_own_values(preset, tmp_path):
     assert trained["backbone"] == ("SmallCNN" if "SmallCNN" in published.backbone._target_ else "ResNet")
     optimizer = published.schedule.optimizer
     decay, no_decay = trained["groups"][:2]
-    assert decay["initial_lr"] == pytest.approx(optimizer.lr * 4 / 256)
-    assert no_decay["initial_lr"] == pytest.approx(optimizer.lr * 4 / 256 * published.schedule.get("no_decay_lr_scale", 1.0))
+    scale = 4 / published.schedule.lr_reference_batch if published.schedule.get("lr_reference_batch") else 1.0
+    assert decay["initial_lr"] == pytest.approx(optimizer.lr * scale)
+    assert no_decay["initial_lr"] == pytest.approx(optimizer.lr * scale * published.schedule.get("no_decay_lr_scale", 1.0))
     assert decay["weight_decay"] == pytest.approx(optimizer.weight_decay) and no_decay["weight_decay"] == 0.0
-    assert decay["momentum"] == optimizer.momentum
+    assert decay.get("momentum") == optimizer.get("momentum")
 
 
 def test_paper_schedule_scales_lr_by_global_batch_and_warms_up(tmp_path):
@@ -85,6 +87,7 @@ def test_paper_schedule_scales_lr_by_global_batch_and_warms_up(tmp_path):
     assert len(rows) >= 3
 
 
+@pytest.mark.slow  # 13 s; make test keeps tests/losses/test_mmcr.py's four-method multirun
 def test_sweep_runs_three_jobs_and_the_table_lists_them(tmp_path, capsys):
     sweep = tmp_path / "sweep"
     result = run_cli(["-m", "method=frossl,vicreg,barlow_twins", *TINY, "trainer.max_epochs=1", f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
@@ -176,6 +179,7 @@ def test_offline_linear_and_knn_agree_with_the_online_figures(tmp_path):
     SmallCNN([32, 64, 128]).load_state_dict(torch.load(exported))
 
 
+@pytest.mark.slow  # 15 s; make test keeps tests/test_train.py's two-process DDP run
 def test_two_nodes_through_torchrun_write_one_summary(tmp_path):
     port, run_dir = free_port(), tmp_path / "run"
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}

@@ -26,7 +26,8 @@ REFERENCE = yaml.safe_load((_REFERENCE_DIR / "published_settings.yaml").read_tex
 for _entry, _variants in yaml.safe_load((_REFERENCE_DIR / "paper_era_settings.yaml").read_text()).items():
     assert not set(_variants) & set(REFERENCE[_entry]), f"paper-era variants must not replace {_entry}'s"
     REFERENCE[_entry].update(_variants)
-PRESETS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
+# presets that reproduce a published setting (``preset.source``); the laptop preset is this project's own
+PRESETS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml") if "\n  source:" in p.read_text())
 PRECISION = {"32": "32-true", "16-mixed": "16-mixed", "16": "16-mixed"}
 AUGMENT_KEYS = {  # reference name → ViewRecipe field
     "crop_size": "size", "rrc_enabled": "random_resized_crop", "rrc_scale": "scale", "color_jitter_prob": "jitter_prob",

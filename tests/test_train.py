@@ -124,7 +124,7 @@ class KillRank(L.Callback):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
-@pytest.mark.parametrize("rank", [1, 0])
+@pytest.mark.parametrize("rank", [1, pytest.param(0, marks=pytest.mark.slow)])  # 12 s each: rank 0 in make test-full
 def test_ddp_with_a_rank_killed_the_other_stops_with_one_line(rank, tmp_path):
     result = run_cli(
         [*TINY, "trainer=ddp", "trainer.devices=2", "trainer.max_epochs=2", "data.batch_size=32", "callbacks.knn=null",

@@ -192,3 +192,24 @@ def test_rejects_bad_arguments():
         frossl_loss(_views(3, 8, 4), formulation="paper_two_view")
     with pytest.raises(ValueError, match="at least 2 views"):
         frossl_loss(views[:1])
+
+
+@pytest.mark.parametrize("gram", ["features", "samples"])
+def test_the_one_product_gram_backward_equals_autograds(gram):
+    from frossl_lit.losses.frossl import _Gram
+
+    generator = torch.Generator().manual_seed(3)
+    a = torch.randn(2, 6, 9, generator=generator, dtype=torch.float64, requires_grad=True)
+    torch.autograd.gradcheck(_Gram.apply, (a,))
+    views = [torch.randn(16, 24, generator=generator, dtype=torch.float64, requires_grad=True) for _ in range(3)]
+    total, _ = frossl_loss(views, gram=gram)
+    total.backward()
+    plain = [v.detach().clone().requires_grad_(True) for v in views]
+    z = torch.stack(plain)
+    z = z / z.pow(2).sum(dim=-2, keepdim=True).sqrt()
+    kernel = z.mT @ z if gram == "features" else z @ z.mT
+    regularizer = torch.log(kernel.pow(2).sum(dim=(-2, -1))) - 2 * torch.log(torch.diagonal(kernel, dim1=-2, dim2=-1).sum(-1))
+    invariance = 3 * 24 * (z - z.mean(0, keepdim=True)).pow(2).mean(dim=(-2, -1))
+    (regularizer.sum() + invariance.sum()).backward()
+    for mine, reference in zip(views, plain):
+        torch.testing.assert_close(mine.grad, reference.grad, rtol=1e-10, atol=1e-12)

@@ -21,9 +21,11 @@ def test_resnet_features_and_torchvision_keys(name, width):
     assert not unexpected and set(missing) == {"fc.weight", "fc.bias"}
 
 
-def test_small_cnn_width_is_its_last_layer():
-    model = SmallCNN([8, 16, 24])
+@pytest.mark.parametrize("downsample", ["stride", "maxpool"])
+def test_small_cnn_width_is_its_last_layer(downsample):
+    model = SmallCNN([8, 16, 24], downsample=downsample)
     assert model.out_dim == 24 and model(torch.randn(3, 3, 16, 16)).shape == (3, 24)
+    assert any(isinstance(layer, nn.MaxPool2d) for layer in model.features) == (downsample == "maxpool")
 
 
 def test_projector_layers_and_biases():
