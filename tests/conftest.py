@@ -117,7 +117,7 @@ IMAGENET100 = (REPO / "src" / "frossl_lit" / "data" / "imagenet100_classes.txt")
 # -- one tiny dataset per on-disk format, where its data config looks (under the run's paths.data_dir) ---------
 # Each writer returns the overrides that shrink its images for CPU tests (``num_recipes``: the view recipes to shrink).
 def _tiny_cifar10(data_dir: Path, num_recipes: int = 2) -> list[str]:
-    write_cifar(data_dir / "cifar10", num_train=40, num_test=20)
+    write_cifar(data_dir / "cifar10", num_train=100, num_test=20)  # a 10% held-out split still covers every class
     return []
 
 

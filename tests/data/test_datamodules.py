@@ -11,7 +11,7 @@ from hydra.utils import instantiate
 from frossl_lit.data import ShardedBatchSampler, ViewAugment, ViewRecipe
 from frossl_lit.data.cifar import CIFAR100DataModule, CIFARDataModule
 from frossl_lit.data.digits import DigitsDataModule
-from frossl_lit.errors import DataNotFoundError
+from frossl_lit.errors import DataNotFoundError, UserError
 from tests.conftest import compose_config, write_cifar
 
 
@@ -109,3 +109,9 @@ def test_every_data_config_reads_its_real_format_into_uint8_batches_and_views(ti
     views = datamodule.make_views(images)
     assert len(views) == cfg.augment.num_views and all(v.dtype == torch.float32 and v.shape[0] == 2 for v in views)
     assert len(labels) == 2 and (datamodule.num_classes == 0 or datamodule.has_labels), name
+
+
+def test_a_holdout_smaller_than_the_classes_says_how_much_is_needed(tmp_path):
+    write_cifar(tmp_path, num_train=40)  # 5 files of 8 images: labels 0-7
+    with pytest.raises(UserError, match=r"holds out 4 of the 40 training images, fewer than the 8 classes.*at least 0\.2$"):
+        CIFARDataModule(_augment(), root=str(tmp_path), holdout_fraction=0.1).setup()

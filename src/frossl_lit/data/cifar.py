@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from frossl_lit.data.base import InMemoryDataModule
-from frossl_lit.errors import DataNotFoundError
+from frossl_lit.errors import DataNotFoundError, UserError
 
 
 def _read_batch(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -94,6 +94,13 @@ class CIFARDataModule(InMemoryDataModule):
         if self.holdout_fraction > 0:
             from sklearn.model_selection import train_test_split
 
+            held_out, classes = int(np.ceil(self.holdout_fraction * len(train_y))), len(np.unique(train_y))
+            if held_out < classes:
+                raise UserError(
+                    f"data.holdout_fraction={self.holdout_fraction} holds out {held_out} of the {len(train_y)} training "
+                    f"images, fewer than the {classes} classes a stratified split needs; raise it to at least "
+                    f"{classes / len(train_y):.3g}"
+                )
             train_idx, val_idx = train_test_split(
                 np.arange(len(train_y)), test_size=self.holdout_fraction, stratify=train_y, random_state=self.split_seed
             )

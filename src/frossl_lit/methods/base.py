@@ -108,8 +108,9 @@ class SSLMethod(L.LightningModule):
 
     def _logging_step(self) -> bool:
         """Whether the loggers write after this step (every ``trainer.log_every_n_steps``-th)."""
-        n = self.trainer.log_every_n_steps
-        return bool(n) and (self.trainer.global_step + 1) % n == 0
+        trainer = self._trainer  # None outside a Trainer: nothing logs
+        n = trainer.log_every_n_steps if trainer is not None else 0
+        return bool(n) and (trainer.global_step + 1) % n == 0
 
     def training_step(self, batch: tuple[list[torch.Tensor], torch.Tensor], batch_idx: int) -> dict[str, Any]:
         views, labels = batch
