@@ -7,7 +7,7 @@ Each method runs ``python -m frossl_lit.train experiment=frossl_cifar10_laptop d
 the machine (one after another) and the script records, from the run's metrics.csv, kNN top-1 on the 10% held-out
 split after every epoch against the seconds since the run started (training + every kNN pass, the one before the
 first step included), and the whole command's wall-clock (startup, data loading and the final summary included).
-Writes a table, the curves (JSON) and a PNG into experiments/results/.
+Writes a table, the curves (JSON; a method run again replaces its own curve) and a PNG into experiments/results/.
 
 Make the CIFAR-10 copy first: python ../shared/tools/cifar10_from_jpg.py ../shared/data/cifar10-train-jpg.tar.gz data/cifar10
 """
@@ -80,7 +80,9 @@ def main() -> None:
         lines.append(f"| {method} | {points[0][1]:.3f} | {summary['knn_top1']:.3f} | {summary['epochs']} | {wall:.0f} | {reached} |")
         print(lines[-1], flush=True)
     results = REPO / "experiments" / "results"
-    (results / "laptop_cifar10_curves.json").write_text(json.dumps(curves, indent=1) + "\n")
+    stored = results / "laptop_cifar10_curves.json"
+    curves = {**(json.loads(stored.read_text()) if stored.is_file() else {}), **curves}  # other methods' curves stay
+    stored.write_text(json.dumps(curves, indent=1) + "\n")
     plot(curves, results / "laptop_cifar10.png")
     details = ("Curves (seconds since training started, kNN top-1): `experiments/results/laptop_cifar10_curves.json`; "
                "plot: `experiments/results/laptop_cifar10.png`. kNN: k = 20, T = 0.07, backbone features, a stratified "
