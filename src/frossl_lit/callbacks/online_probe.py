@@ -16,8 +16,8 @@ from frossl_lit.evaluation import linear_head, model_features, top_k_metrics
 
 class OnlineLinearProbe(L.Callback):
     """Trains :func:`~frossl_lit.evaluation.linear_head` (``BatchNorm1d(affine=False) → Linear``) on the first
-    view's detached features at every training step, and reports ``val/probe_top1`` / ``val/probe_top5`` on the labelled validation split each epoch, in
-    eval mode.
+    view's detached features at every training step, and reports ``val/probe_top1`` / ``val/probe_top5`` on the
+    labelled validation split each epoch, in eval mode.
 
     The affine-free batch norm (the MAE linear-probe protocol) makes the probe insensitive to the scale of the
     features, which differs widely between methods and over training. Under DDP the features and labels of all
