@@ -2,7 +2,8 @@
 
 Decoding and the random-resized crop of each view run in DataLoader workers (one crop per view, at the view's
 size, uint8); flips, colour, blur and solarisation run batched on the device (``ViewAugment.colour_views``).
-A folder with class subfolders is labelled (probe and kNN run); a flat folder of images is unlabelled (pretraining only: no probe, no kNN, no crash).
+A folder with class subfolders is labelled (probe and kNN run); a flat folder of images is unlabelled (pretraining
+only: no probe, no kNN, no crash).
 """
 
 from __future__ import annotations
@@ -182,9 +183,9 @@ class ImageFolderDataModule(SSLDataModule):
             except Exception:  # noqa: BLE001 - unreadable files are reported when they are loaded
                 continue
         largest = max([r.size for r in self.augment.view_recipes()] + [self.augment.eval_size or 0])
-        if not sides or sorted(sides)[len(sides) // 2] >= largest:
+        side = sorted(sides)[len(sides) // 2] if sides else largest  # the median short side
+        if side >= largest:
             return
-        side = sorted(sides)[len(sides) // 2]
         scale = side / largest
         for recipe in {id(r): r for r in self.augment.view_recipes()}.values():
             recipe.size = max(8, int(round(recipe.size * scale)))
