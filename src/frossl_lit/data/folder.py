@@ -1,7 +1,8 @@
 """Image folders: ImageNet (``train/`` and ``val/`` class folders), ImageNet-100 and any user folder.
 
-Decoding and the random-resized crop of each view run in DataLoader workers (one crop per view, at the view's
-size, uint8); flips, colour, blur and solarisation run batched on the device (``ViewAugment.colour_views``).
+Decoding and the random-resized crop of each view run in DataLoader workers, crop-aware (each view's box drawn
+from the header, the JPEG decoded once at the smallest DCT scale that covers every box: :mod:`.decode`), uint8 at
+the view's size; flips, colour, blur and solarisation run batched on the device (``ViewAugment.colour_views``).
 A folder with class subfolders is labelled (probe and kNN run); a flat folder of images is unlabelled (pretraining
 only: no probe, no kNN, no crash).
 """
@@ -15,6 +16,8 @@ import torch
 from torch.utils.data import Dataset
 
 from frossl_lit.data.base import SSLDataModule
+from frossl_lit.data.decode import Crop, decode_views
+from frossl_lit.data.decode import eval_resize as default_eval_resize
 from frossl_lit.errors import DataNotFoundError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff", ".gif")
@@ -62,55 +65,64 @@ def scan_folder(root: Path, labelled: bool | None = None, classes: list[str] | N
     return paths, (torch.tensor(labels) if labels is not None else None), names
 
 
-def decode_rgb(path: Path) -> torch.Tensor:
-    """uint8 (3, H, W); torchvision's decoders (libjpeg-turbo, libpng) first, Pillow for other formats."""
-    import torchvision.io as tvio
+def median_short_side(paths, probes: int = 32) -> int | None:
+    """The median short side of up to ``probes`` images spread over ``paths`` (headers only); None if none reads."""
+    from PIL import Image
 
-    try:
-        return tvio.decode_image(tvio.read_file(str(path)), mode=tvio.ImageReadMode.RGB)
-    except (RuntimeError, ValueError):
-        from PIL import Image
+    sides = []
+    for path in paths[:: max(1, len(paths) // probes)][:probes]:
+        try:
+            with Image.open(path) as image:  # reads the header only
+                sides.append(min(image.size))
+        except Exception:  # noqa: BLE001 - unreadable files are reported when they are loaded
+            continue
+    return sorted(sides)[len(sides) // 2] if sides else None
 
-        with Image.open(path) as image:
-            image = image.convert("RGB")
-            return torch.from_numpy(__import__("numpy").asarray(image).copy()).permute(2, 0, 1).contiguous()
+
+def fit_recipe_to_images(augment, side: int, where) -> None:
+    """Images smaller than the recipe (e.g. CIFAR's 32 px under the 224 px ImageNet recipe) would be upsampled
+    7× and cost 49× the compute for nothing: scale every view (and the evaluation size) down to the images'
+    typical short side ``side``, and say so once."""
+    largest = max([r.size for r in augment.view_recipes()] + [augment.eval_size or 0])
+    if side >= largest:
+        return
+    scale = side / largest
+    for recipe in {id(r): r for r in augment.view_recipes()}.values():
+        recipe.size = max(8, int(round(recipe.size * scale)))
+    if augment.eval_size:
+        augment.eval_size = max(8, int(round(augment.eval_size * scale)))
+    warnings.warn(
+        f"the images in {where} are about {side} px, smaller than the recipe's {largest} px: training at "
+        f"{side} px instead of upsampling them (views {sorted({r.size for r in augment.view_recipes()})}). "
+        f"To keep the recipe's sizes set data.fit_small_images=false.",
+        stacklevel=3,
+    )
 
 
 class ImageFiles(Dataset):
-    """Images from files. Training (``crops`` given): a tuple of per-view random-resized crops (uint8).
-    Evaluation: resize the short side to ``resize`` and centre-crop ``size``."""
+    """Images from files, decoded crop-aware (:mod:`frossl_lit.data.decode`). Training (``crops``: one
+    :class:`~frossl_lit.data.decode.Crop` per view): a tuple of per-view crops, each from its own random box.
+    Evaluation: the short side resized to ``resize`` and the centre ``size`` cut out."""
 
     def __init__(self, paths, labels, crops=None, size: int = 224, resize: int = 256, on_bad_image: str = "fail") -> None:
         if on_bad_image not in BAD_IMAGE_POLICIES:
             raise ValueError(f"data.on_bad_image={on_bad_image!r} must be one of {', '.join(BAD_IMAGE_POLICIES)}")
-        self.paths, self.crops, self.size, self.resize, self.on_bad_image = paths, crops, size, resize, on_bad_image
+        self.paths, self.on_bad_image = paths, on_bad_image
+        self.crops = list(crops) if crops is not None else [Crop(size, random=False, fraction=size / resize)]
+        self.train = crops is not None
         self.labels = labels if labels is not None else torch.full((len(paths),), -1, dtype=torch.long)
-        self._transforms = None
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def _build(self):
-        from torchvision.transforms import v2
-
-        if self.crops is not None:
-            # a recipe without random_resized_crop: shorter side to size, then the centre square (batchable)
-            return [
-                v2.RandomResizedCrop(size, scale=tuple(scale), ratio=tuple(ratio), antialias=True)
-                if random_crop
-                else v2.Compose([v2.Resize(size, antialias=True), v2.CenterCrop(size)])
-                for size, scale, ratio, random_crop in self.crops
-            ]
-        return v2.Compose([v2.Resize(self.resize, antialias=True), v2.CenterCrop(self.size)])
-
-    def load(self, index: int) -> tuple[torch.Tensor, int]:
-        """The image at ``index`` and the index it was read from: with ``on_bad_image=skip`` an unreadable file
+    def load(self, index: int) -> tuple[list[torch.Tensor], int]:
+        """The views of the image at ``index`` and the index read: with ``on_bad_image=skip`` an unreadable file
         is replaced by the next readable one, whose own label goes with it."""
         for attempt in range(len(self.paths)):
             read = (index + attempt) % len(self.paths)
             path = self.paths[read]
             try:
-                return decode_rgb(path), read
+                return decode_views(Path(path).read_bytes(), self.crops), read
             except Exception as error:  # noqa: BLE001 - any decoder failure means the same to the user
                 if self.on_bad_image == "fail":
                     raise DataNotFoundError(
@@ -121,12 +133,8 @@ class ImageFiles(Dataset):
         raise DataNotFoundError("no image in the dataset could be read")
 
     def __getitem__(self, index) -> tuple:
-        image, index = self.load(int(index))
-        if self._transforms is None:
-            self._transforms = self._build()
-        if self.crops is not None:
-            return tuple(crop(image) for crop in self._transforms), self.labels[index]
-        return self._transforms(image), self.labels[index]
+        views, index = self.load(int(index))
+        return (tuple(views) if self.train else views[0]), self.labels[index]
 
 
 class ImageFolderDataModule(SSLDataModule):
@@ -166,37 +174,12 @@ class ImageFolderDataModule(SSLDataModule):
         if fit_small_images:
             self._fit_recipe_to_small_images()
         self.eval_size = self.augment.eval_size or self.augment.recipes[0].size
-        self.eval_resize = eval_resize or int(round(self.eval_size * 256 / 224))
+        self.eval_resize = eval_resize or default_eval_resize(self.eval_size)
 
-    def _fit_recipe_to_small_images(self, probes: int = 32) -> None:
-        """Images smaller than the recipe (e.g. CIFAR's 32 px under the 224 px ImageNet recipe) would be upsampled
-        7× and cost 49× the compute for nothing: scale every view (and the evaluation size) down to the images'
-        typical short side, and say so once."""
-        from PIL import Image
-
-        picks = self.paths[:: max(1, len(self.paths) // probes)][:probes]
-        sides = []
-        for path in picks:
-            try:
-                with Image.open(path) as image:  # reads the header only
-                    sides.append(min(image.size))
-            except Exception:  # noqa: BLE001 - unreadable files are reported when they are loaded
-                continue
-        largest = max([r.size for r in self.augment.view_recipes()] + [self.augment.eval_size or 0])
-        side = sorted(sides)[len(sides) // 2] if sides else largest  # the median short side
-        if side >= largest:
-            return
-        scale = side / largest
-        for recipe in {id(r): r for r in self.augment.view_recipes()}.values():
-            recipe.size = max(8, int(round(recipe.size * scale)))
-        if self.augment.eval_size:
-            self.augment.eval_size = max(8, int(round(self.augment.eval_size * scale)))
-        warnings.warn(
-            f"the images in {self.train_root} are about {side} px, smaller than the recipe's {largest} px: training at "
-            f"{side} px instead of upsampling them (views {sorted({r.size for r in self.augment.view_recipes()})}). "
-            f"To keep the recipe's sizes set data.fit_small_images=false.",
-            stacklevel=2,
-        )
+    def _fit_recipe_to_small_images(self) -> None:
+        side = median_short_side(self.paths)
+        if side is not None:
+            fit_recipe_to_images(self.augment, side, self.train_root)
 
     def _split(self):
         if self.labels is None:
@@ -217,7 +200,7 @@ class ImageFolderDataModule(SSLDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self._train is None:
             (train_paths, train_labels), val = self._split()
-            crops = [(r.size, r.scale, r.ratio, r.random_resized_crop) for r in self.augment.view_recipes()]
+            crops = [Crop(r.size, tuple(r.scale), tuple(r.ratio), r.random_resized_crop) for r in self.augment.view_recipes()]
             self._train = ImageFiles(train_paths, train_labels, crops, on_bad_image=self.on_bad_image)
             self._bank = ImageFiles(train_paths, train_labels, None, self.eval_size, self.eval_resize, self.on_bad_image) if val else None
             self._val = ImageFiles(*val, None, self.eval_size, self.eval_resize, self.on_bad_image) if val else None
