@@ -52,12 +52,12 @@ def compose_config(overrides: list[str], output_dir: Path):
     return cfg
 
 
-def run_cli(args: list[str], cwd: Path, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
-    """Run ``python -m frossl_lit.train`` as a user would, from ``cwd``."""
+def run_cli(args: list[str], cwd: Path, env: dict | None = None, timeout: int = 300, module: str = "frossl_lit.train") -> subprocess.CompletedProcess:
+    """Run ``python -m frossl_lit.train`` (or another ``module``) as a user would, from ``cwd``."""
     full_env = {**os.environ, "WANDB_MODE": "", "PYTHONWARNINGS": "ignore", **(env or {})}
     full_env.pop("WANDB_API_KEY", None)
     return subprocess.run(
-        [sys.executable, "-m", "frossl_lit.train", *args],
+        [sys.executable, "-m", module, *args],
         cwd=cwd,
         env=full_env,
         capture_output=True,

@@ -21,6 +21,9 @@ BAD = [
     (["augment.recipes.0.jitter_prob=1.5"], r"^augment\.recipes\.0\.jitter_prob=1\.5 is a probability"),
     (["data.val_fraction=1.2"], r"^data\.val_fraction=1\.2 is a fraction"),
     (["schedule.optimizer.lr=-1"], r"^schedule\.optimizer\.lr=-1 must be a positive finite learning rate"),
+    (["callbacks.probe=null"], r"^callbacks\.checkpoint_best\.monitor='val/probe_top1' is logged by callbacks\.probe, which is off; monitor what runs"),
+    (["data.format=parquet"], r"^data\.format='parquet' must be native or litdata"),
+    (["data.format=litdata"], r"^data\.stream=None must name the stream to read with data\.format=litdata; write one with python -m frossl_lit\.prepare"),
 ]
 
 
@@ -32,7 +35,9 @@ def test_a_bad_value_names_its_key_and_the_fix(overrides, message, tmp_path):
 
 
 @pytest.mark.parametrize("overrides", [[], ["method=vicreg"], ["augment.num_views=8"], ["trainer.max_epochs=-1", "trainer.max_steps=5"],
-                                       ["trainer.fast_dev_run=true", "trainer.max_epochs=0"]])
+                                       ["trainer.fast_dev_run=true", "trainer.max_epochs=0"],
+                                       ["callbacks.probe=null", "callbacks.checkpoint_best.monitor=val/knn_top1"],
+                                       ["callbacks.probe=null", "callbacks.checkpoint_best=null"]])
 def test_good_configs_pass(overrides, tmp_path):
     check_config(compose_config(overrides, tmp_path))
 

@@ -97,6 +97,10 @@ def check_config(cfg: DictConfig) -> None:
     for key in ("data.holdout_fraction", "data.val_fraction"):
         _check(cfg, key, lambda v: _number(v) and 0 <= v < 1, "is a fraction: it must lie in [0, 1)", f"e.g. {key}=0.1")
     _check(cfg, "data.train_fraction", lambda v: _number(v) and 0 < v <= 1, "is a fraction: it must lie in (0, 1]", "e.g. data.train_fraction=1.0")
+    _check(cfg, "data.format", lambda v: v in ("native", "litdata"), "must be native or litdata", "e.g. data.format=litdata data.stream=DIR")
+    if cfg.get("data", {}).get("format") == "litdata":
+        _check(cfg, "data.stream", lambda v: isinstance(v, str) and v != "", "must name the stream to read with data.format=litdata",
+               "write one with python -m frossl_lit.prepare data=<dataset> out=DIR, then data.stream=DIR")
 
     _check_views(cfg)
     recipes = cfg.get("augment", {}).get("recipes")
@@ -124,5 +128,11 @@ def check_config(cfg: DictConfig) -> None:
         _check(cfg, "callbacks.knn.k", _positive_int, "must be a positive number of neighbours", "e.g. callbacks.knn.k=20")
         _check(cfg, "callbacks.knn.temperature", lambda v: _number(v) and v > 0, "must be > 0", "e.g. callbacks.knn.temperature=0.07")
         _check(cfg, "callbacks.knn.every_n_epochs", _positive_int, "must be >= 1", "e.g. callbacks.knn.every_n_epochs=1 (or callbacks.knn=null)")
+    callbacks = cfg.get("callbacks", {})
+    monitor = (callbacks.get("checkpoint_best") or {}).get("monitor") or ""
+    for prefix, producer in (("val/probe", "probe"), ("val/knn", "knn")):
+        if monitor.startswith(prefix) and callbacks.get(producer) is None:
+            _fail("callbacks.checkpoint_best.monitor", monitor, f"is logged by callbacks.{producer}, which is off",
+                  "monitor what runs (e.g. callbacks.checkpoint_best.monitor=val/knn_top1) or set callbacks.checkpoint_best=null")
     _check(cfg, "schedule.optimizer.lr", lambda v: _number(v) and v > 0, "must be a positive finite learning rate", "e.g. schedule.optimizer.lr=0.3")
     _check(cfg, "method.invariance_weight", lambda v: _number(v) and v >= 0, "must be >= 0", "e.g. method.invariance_weight=1.0")

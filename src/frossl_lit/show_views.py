@@ -14,10 +14,10 @@ from pathlib import Path
 import hydra
 import torch
 import torch.nn.functional as F
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torchvision.utils import save_image
 
+from frossl_lit.data import datamodule as build_datamodule
 from frossl_lit.errors import UserError
 
 
@@ -45,7 +45,7 @@ def view_grid(datamodule, images: int = 8) -> torch.Tensor:
 def main(cfg: DictConfig) -> None:
     grid = cfg.get("grid", {})
     try:
-        datamodule = instantiate(cfg.data)
+        datamodule = build_datamodule(cfg.data)
     except UserError as error:
         print(f"frossl_lit: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from frossl_lit.callbacks import LossProgressBar
 from frossl_lit.checkpointing import DivergedError, load_for_resume
 from frossl_lit.checks import check_config
+from frossl_lit.data import datamodule as build_datamodule
 from frossl_lit.errors import UserError
 from frossl_lit.hydra_ddp import single_job_command_line
 from frossl_lit.loggers import continue_csv_history, read_csv_history
@@ -29,7 +30,7 @@ from frossl_lit.loggers import continue_csv_history, read_csv_history
 def build(cfg: DictConfig, resume: dict[str, Any] | None = None) -> tuple[L.LightningDataModule, L.LightningModule, list[L.Callback], L.Trainer]:
     """Instantiate the data, model, callbacks, loggers and trainer a config describes (``resume``: the checkpoint
     a run continues from, whose logger run ids are reused)."""
-    datamodule = instantiate(cfg.data)
+    datamodule = build_datamodule(cfg.data)
     model = instantiate(
         cfg.method,
         backbone=instantiate(cfg.backbone),

@@ -109,10 +109,13 @@ class SSLDataModule(L.LightningDataModule):
     """Shared loaders, sharding and device-side augmentation; subclasses provide the datasets.
 
     Subclasses implement :meth:`train_dataset` and :meth:`val_dataset` (``None`` when there are no labels) and
-    set ``num_classes`` (0 when unlabelled: then no probe and no kNN run).
+    set ``num_classes`` (0 when unlabelled: then no probe and no kNN run). ``format``: ``native`` reads the
+    dataset's own files; ``litdata`` (with ``stream``, built by :func:`frossl_lit.data.datamodule`) reads the
+    LitData chunks ``python -m frossl_lit.prepare`` wrote from them (:mod:`frossl_lit.data.stream`).
     """
 
     num_classes: int = 0
+    reads_streams = False  # True only on the StreamingDataModule
 
     def __init__(
         self,
@@ -122,8 +125,16 @@ class SSLDataModule(L.LightningDataModule):
         num_workers: int = 0,
         pin_memory: bool = True,
         seed: int = 0,
+        format: str = "native",
+        stream: str | None = None,
     ) -> None:
         super().__init__()
+        if format != "native" and not self.reads_streams:
+            raise UserError(
+                f"data.format={format!r}: build the DataModule with frossl_lit.data.datamodule(cfg.data), which reads "
+                f"a stream for data.format=litdata (data.format must be native or litdata)"
+            )
+        self.format, self.stream = format, stream
         self.augment = augment
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.num_workers, self.pin_memory, self.seed = num_workers, pin_memory, seed

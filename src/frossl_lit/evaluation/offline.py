@@ -18,6 +18,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from frossl_lit.data import datamodule as build_datamodule
 from frossl_lit.errors import UserError
 from frossl_lit.evaluation.metrics import top_k_metrics
 
@@ -52,7 +53,7 @@ def load_pretrained(ckpt: str, data_overrides: list[str] | None = None, pretrain
     checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     backbone: nn.Module = instantiate(cfg.backbone)
     backbone.load_state_dict(backbone_state_dict(checkpoint))
-    datamodule = instantiate(cfg.data)
+    datamodule = build_datamodule(cfg.data)
     datamodule.setup()
     if not datamodule.has_labels:
         raise UserError("the run's dataset has no labelled validation split: nothing to evaluate against")

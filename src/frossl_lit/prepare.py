@@ -1,0 +1,46 @@
+"""Convert a dataset into LitData chunks for streaming: ``python -m frossl_lit.prepare data=imagenet
+data.root=/datasets/imagenet out=/datasets/imagenet-litdata``.
+
+Composes the same ``data`` config training uses (its splits: a CIFAR hold-out, a folder's ``val_fraction``, STL-10's
+kNN bank all carry over) and writes ``out/train``, ``out/val`` (and ``out/bank``) with a progress bar, plus
+``out/frossl_meta.json``. Train from it with ``data=<same dataset> data.format=litdata data.stream=out``; on other
+nodes ``data.stream`` may be an ``s3://`` copy of ``out`` (:mod:`frossl_lit.data.stream`).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from frossl_lit.errors import UserError
+
+
+def prepare(cfg: DictConfig) -> dict:
+    from hydra.core.hydra_config import HydraConfig
+
+    from frossl_lit.data.stream import datamodule, write_stream
+
+    if cfg.data.get("format", "native") != "native":
+        raise UserError("prepare reads the dataset's own files: drop data.format (it converts them into a stream)")
+    module = datamodule(cfg.data)
+    source = {"data": HydraConfig.get().runtime.choices.get("data"), "config": OmegaConf.to_container(cfg.data, resolve=False)}
+    source["config"].pop("augment", None)
+    meta = write_stream(module, cfg.out, str(cfg.chunk_bytes), bool(cfg.progress), source)
+    splits = ", ".join(f"{name} {count}" for name, count in meta["splits"].items())
+    print(f"wrote {cfg.out}: {splits} images ({meta['images']}); train with data.format=litdata data.stream={cfg.out}")
+    return meta
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="prepare")
+def main(cfg: DictConfig) -> None:
+    try:
+        prepare(cfg)
+    except UserError as error:
+        print(f"\nfrossl_lit: error: {error}\n", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
