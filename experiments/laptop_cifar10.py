@@ -66,6 +66,7 @@ def main() -> None:
     parser.add_argument("--out-dir", default="outputs/laptop_cifar10")
     args = parser.parse_args()
 
+    bank = "?"
     curves, lines = {}, ["| method | kNN before | kNN at the end | epochs | wall-clock of the command (s) | first reaches 0.65 at (s) |", "|---|---|---|---|---|---|"]
     for method in args.methods:
         run_dir = REPO / args.out_dir / f"{time.strftime('%Y%m%d-%H%M%S')}_{method}"
@@ -75,6 +76,7 @@ def main() -> None:
         subprocess.run(command, cwd=REPO, check=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
         wall = time.perf_counter() - started
         summary = json.loads((run_dir / "summary.json").read_text())
+        bank = summary.get("knn_bank_size", bank)
         curves[method] = points = curve(run_dir)
         reached = next((f"{s:.0f}" for s, top1 in points if top1 >= TARGET), "never")
         lines.append(f"| {method} | {points[0][1]:.3f} | {summary['knn_top1']:.3f} | {summary['epochs']} | {wall:.0f} | {reached} |")
@@ -85,8 +87,8 @@ def main() -> None:
     stored.write_text(json.dumps(curves, indent=1) + "\n")
     plot(curves, results / "laptop_cifar10.png")
     details = ("Curves (seconds since training started, kNN top-1): `experiments/results/laptop_cifar10_curves.json`; "
-               "plot: `experiments/results/laptop_cifar10.png`. kNN: k = 20, T = 0.07, backbone features, a stratified "
-               "10k bank of the 45k training images, the 5k held-out images as queries.")
+               "plot: `experiments/results/laptop_cifar10.png`. kNN: k = 20, T = 0.07, backbone features, a bank of "
+               f"{bank} of the 45k training images, the 5k held-out images as queries.")
     append_report("experiments/results/laptop_cifar10.md", "laptop preset (experiment=frossl_cifar10_laptop)", "\n".join(lines), details)
 
 
