@@ -1,5 +1,6 @@
 """Every command-line entry point: a bad argument exits 2 with one line that says what to do; the happy paths are
-in test_train.py (train), test_experiments.py (linear, knn, export, sweep_table) and test_show_views.py."""
+in test_train.py (train), test_experiments.py (linear, knn, export, sweep_table), test_show_views.py and
+data/test_stream.py (prepare)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,17 @@ def test_offline_evaluation_of_a_missing_checkpoint_exits_2_with_one_line(name, 
     assert stop.value.code == 2
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert lines == [f"frossl_lit: error: ckpt={tmp_path}/missing.ckpt does not exist; point it at a run's checkpoints/last.ckpt or best-*.ckpt"]
+
+
+def test_prepare_into_an_existing_stream_exits_2_with_one_line(tmp_path, capsys):
+    from frossl_lit import prepare
+
+    (tmp_path / "stream" / "train").mkdir(parents=True)
+    with pytest.raises(SystemExit) as stop:
+        prepare.run(compose_raw([f"out={tmp_path / 'stream'}"], "prepare"))
+    assert stop.value.code == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert lines == [f"frossl_lit: error: {tmp_path / 'stream'} already holds a stream; delete it or choose another out="]
 
 
 def test_export_of_a_missing_checkpoint_exits_2(tmp_path, capsys):

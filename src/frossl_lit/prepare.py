@@ -25,7 +25,8 @@ def prepare(cfg: DictConfig) -> dict:
     if cfg.data.get("format", "native") != "native":
         raise UserError("prepare reads the dataset's own files: drop data.format (it converts them into a stream)")
     module = datamodule(cfg.data)
-    source = {"data": HydraConfig.get().runtime.choices.get("data"), "config": OmegaConf.to_container(cfg.data, resolve=False)}
+    choice = HydraConfig.get().runtime.choices.get("data") if HydraConfig.initialized() else None
+    source = {"data": choice, "config": OmegaConf.to_container(cfg.data, resolve=False)}
     source["config"].pop("augment", None)
     meta = write_stream(module, cfg.out, str(cfg.chunk_bytes), bool(cfg.progress), source)
     splits = ", ".join(f"{name} {count}" for name, count in meta["splits"].items())
@@ -33,13 +34,18 @@ def prepare(cfg: DictConfig) -> dict:
     return meta
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="prepare")
-def main(cfg: DictConfig) -> None:
+def run(cfg: DictConfig) -> None:
+    """:func:`prepare`; a user error prints its message alone and exits with status 2."""
     try:
         prepare(cfg)
     except UserError as error:
         print(f"\nfrossl_lit: error: {error}\n", file=sys.stderr)
         sys.exit(2)
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="prepare")
+def main(cfg: DictConfig) -> None:
+    run(cfg)
 
 
 if __name__ == "__main__":

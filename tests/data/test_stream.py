@@ -91,10 +91,6 @@ def test_bad_stream_input_is_one_clear_message(tmp_path):
     missing = run_cli(["data.format=litdata", f"data.stream={tmp_path / 'nowhere'}", *TINY], tmp_path)
     assert missing.returncode == 2
     assert "holds no stream" in missing.stderr and "python -m frossl_lit.prepare" in missing.stderr
-    out = tmp_path / "stream"
-    (out / "train").mkdir(parents=True)
-    again = run_cli([f"out={out}"], tmp_path, module="frossl_lit.prepare")
-    assert again.returncode == 2 and "already holds a stream" in again.stderr
     from frossl_lit.data.digits import DigitsDataModule
 
     with pytest.raises(UserError, match="build the DataModule with frossl_lit.data.datamodule"):
@@ -131,7 +127,7 @@ def _rank_epoch(rank: int, port: int, out: str, queue) -> None:
         import torch.distributed as dist
 
         dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
-        module = StreamingDataModule(augment=_augment(), stream=out, batch_size=16, num_workers=2, seed=3)
+        module = StreamingDataModule(augment=_augment(), stream=out, batch_size=16, num_workers=0, seed=3)
 
         class FakeTrainer:  # what the module asks of the trainer: the rank and the world size
             global_rank, world_size = rank, 2
@@ -160,7 +156,7 @@ def test_each_ddp_rank_reads_a_disjoint_equal_share_of_an_epoch(tmp_path):
     (first, batches0), (second, batches1) = results[0], results[1]
     assert not set(first) & set(second), "two ranks read the same image in one epoch"
     assert len(first) == len(second) == 16 * batches0 and batches0 == batches1 > 0
-    assert len(set(first) | set(second)) >= 200 - 2 * 2 * 16  # at most one batch per worker and rank dropped
+    assert len(set(first) | set(second)) >= 200 - 2 * 16  # at most one batch per rank dropped
     assert first != sorted(first)  # shuffled
 
 
