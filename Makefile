@@ -18,7 +18,7 @@ install: $(STAMP)
 train: $(STAMP)
 	$(BIN)/python -m frossl_lit.train $(ARGS)
 
-## The test suite without the tests marked slow (about 4 minutes on 2 cores); test-full runs them all.
+## The test suite without the tests marked slow (4-5 minutes on 2 cores); test-full runs them all.
 test: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from PIL import Image
 
 from frossl_lit.data import ViewAugment, ViewRecipe
@@ -18,6 +19,7 @@ def test_grid_has_an_original_and_every_view_per_row():
     assert tiles.shape == (4 * 4, 3, 16, 16) and 0 <= tiles.min() and tiles.max() <= 1
 
 
+@pytest.mark.slow  # 8 s of CLI start-up; the grid itself is checked above
 def test_cli_writes_the_png(tmp_path):
     out = tmp_path / "views.png"
     result = subprocess.run(

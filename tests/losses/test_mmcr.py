@@ -62,6 +62,7 @@ def test_global_batch_exact_on_two_processes(distributed_results, name):
     assert_per_gpu_is_each_ranks_own(distributed_results, name, LOSSES[name])
 
 
+@pytest.mark.slow  # 10 s; MMCR trains (2 views) in the multirun test below
 def test_module_trains_four_views(tmp_path):
     module = tiny_method(MMCR, local_weight=0.1)
     trainer, _ = tiny_fit(tmp_path, [], module=module, datamodule=tiny_digits(num_views=4), max_steps=3)
