@@ -36,6 +36,17 @@ def test_prepare_into_an_existing_stream_exits_2_with_one_line(tmp_path, capsys)
     assert lines == [f"frossl_lit: error: {tmp_path / 'stream'} already holds a stream; delete it or choose another out="]
 
 
+def test_prepare_of_missing_data_exits_2_with_the_datasets_own_message(tmp_path, capsys):
+    from frossl_lit import prepare
+
+    with pytest.raises(SystemExit) as stop:
+        prepare.run(compose_raw(["data=cifar10", f"data.root={tmp_path}", f"out={tmp_path / 'stream'}"], "prepare"))
+    assert stop.value.code == 2
+    error = capsys.readouterr().err
+    assert error.strip().startswith("frossl_lit: error: CIFAR10 not found: looked for") and "Traceback" not in error
+    assert not (tmp_path / "stream").exists()
+
+
 def test_export_of_a_missing_checkpoint_exits_2(tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
         export.main([str(tmp_path / "missing.ckpt"), str(tmp_path / "out.pt")])

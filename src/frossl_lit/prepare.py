@@ -36,10 +36,15 @@ def prepare(cfg: DictConfig) -> dict:
 
 def run(cfg: DictConfig) -> None:
     """:func:`prepare`; a user error prints its message alone and exits with status 2."""
+    from hydra.errors import InstantiationException
+
     try:
         prepare(cfg)
-    except UserError as error:
-        print(f"\nfrossl_lit: error: {error}\n", file=sys.stderr)
+    except (UserError, InstantiationException) as error:
+        cause = error.__cause__ if isinstance(error, InstantiationException) else error
+        if not isinstance(cause, UserError):  # a constructor rejected a value: its own message, first line
+            cause = f"{error}".split("\n")[0] + (f" ({type(cause).__name__}: {cause})" if cause is not None else "")
+        print(f"\nfrossl_lit: error: {cause}\n", file=sys.stderr)
         sys.exit(2)
 
 
