@@ -10,8 +10,9 @@ the workers, as from the folder: :mod:`.decode`). Nothing is re-encoded.
 
 Training shuffles chunk order and items within chunks (LitData's shuffle, seeded by ``data.seed`` and the epoch),
 gives every DDP rank (over all nodes) a disjoint share of equal length (``drop_last``), and resumes mid-epoch from
-the loader's state, saved with the DataModule's in every checkpoint as of the batches training consumed. Evaluation splits (validation and the kNN bank) are read by index
-in order, with the same rank striding as the other formats, so metrics over ranks stay exact.
+the loader's state, saved with the DataModule's in every checkpoint as of the batches training consumed.
+Evaluation splits (validation and the kNN bank) are read by index in order, with the same rank striding as the
+other formats, so metrics over ranks stay exact.
 """
 
 from __future__ import annotations
@@ -237,7 +238,9 @@ class StreamingDataModule(SSLDataModule):
         super().__init__(*args, **{k: v for k, v in source_keys.items() if k in shared}, format="litdata", stream=stream)
         if not stream:
             raise UserError("data.format=litdata needs data.stream=DIR (a folder written by python -m frossl_lit.prepare, or an s3:// URL)")
-        self.stream, self.cache_dir = str(stream).rstrip("/"), cache_dir
+        stream = str(stream).rstrip("/")
+        self.stream = stream if _is_url(stream) else str(Path(stream).expanduser().resolve())
+        self.cache_dir = cache_dir
         try:
             self.meta = json.loads(_read_text(f"{self.stream}/{META_FILE}"))
         except FileNotFoundError:
