@@ -14,6 +14,7 @@ from typing import Any
 from hydra.utils import get_class
 from omegaconf import DictConfig, ListConfig
 
+from frossl_lit.data.stream import FORMATS
 from frossl_lit.errors import UserError
 
 _PROBABILITIES = ("hflip_prob", "jitter_prob", "grayscale_prob", "blur_prob", "solarize_prob")
@@ -97,7 +98,7 @@ def check_config(cfg: DictConfig) -> None:
     for key in ("data.holdout_fraction", "data.val_fraction"):
         _check(cfg, key, lambda v: _number(v) and 0 <= v < 1, "is a fraction: it must lie in [0, 1)", f"e.g. {key}=0.1")
     _check(cfg, "data.train_fraction", lambda v: _number(v) and 0 < v <= 1, "is a fraction: it must lie in (0, 1]", "e.g. data.train_fraction=1.0")
-    _check(cfg, "data.format", lambda v: v in ("native", "litdata"), "must be native or litdata", "e.g. data.format=litdata data.stream=DIR")
+    _check(cfg, "data.format", lambda v: v in FORMATS, f"must be {' or '.join(FORMATS)}", "e.g. data.format=litdata data.stream=DIR")
     if cfg.get("data", {}).get("format") == "litdata":
         _check(cfg, "data.stream", lambda v: isinstance(v, str) and v != "", "must name the stream to read with data.format=litdata",
                "write one with python -m frossl_lit.prepare data=<dataset> out=DIR, then data.stream=DIR")
