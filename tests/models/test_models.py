@@ -28,6 +28,20 @@ def test_small_cnn_width_is_its_last_layer(downsample):
     assert any(isinstance(layer, nn.MaxPool2d) for layer in model.features) == (downsample == "maxpool")
 
 
+@pytest.mark.parametrize("downsample", ["stride", "maxpool"])
+def test_small_cnn_depths_add_layers_at_each_stage_resolution(downsample):
+    model = SmallCNN([8, 16, 24], downsample=downsample, depths=[1, 2, 3])
+    convs = [layer for layer in model.features if isinstance(layer, nn.Conv2d)]
+    assert [conv.out_channels for conv in convs] == [8, 16, 16, 24, 24, 24]
+    assert [conv.stride[0] for conv in convs] == ([1] * 6 if downsample == "maxpool" else [1, 2, 1, 2, 1, 1])
+    assert model(torch.randn(3, 3, 16, 16)).shape == (3, 24)
+    one = SmallCNN([8, 16], downsample="maxpool")  # depth 1 keeps the layer names of earlier checkpoints
+    assert {"features.0.weight", "features.4.weight", "features.5.running_mean"} <= one.state_dict().keys()
+    assert sum(isinstance(layer, nn.Conv2d) for layer in SmallCNN([8, 16], depths=2).features) == 4
+    with pytest.raises(ValueError, match="one count"):
+        SmallCNN([8, 16], depths=[1, 1, 1])
+
+
 def test_projector_layers_and_biases():
     projector = Projector(in_dim=10, hidden_dims=[32, 32], out_dim=8, hidden_bias=True, last_bias=False)
     kinds = [type(layer).__name__ for layer in projector.net]

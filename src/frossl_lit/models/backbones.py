@@ -47,21 +47,32 @@ class SmallCNN(nn.Module):
     small images (0.94 top-1 on digits), which hides what self-supervision learns; the strided net starts near
     0.87 and learns as far. Widths (32, 64, 128, 256) train at several hundred 32×32 images/s on 2 CPU cores.
     ``downsample="maxpool"`` halves with a 2×2 max-pool before each later stage instead (same cost, a stronger
-    feature from the first step: the laptop preset's choice).
+    feature from the first step: the laptop preset's choice). ``depths``: Conv-BN-ReLU layers per stage (one count
+    for all stages, or one per stage); the extra layers keep the stage's width and resolution.
     """
 
-    def __init__(self, widths: tuple[int, ...] | list[int] = (32, 64, 128), in_channels: int = 3, downsample: str = "stride") -> None:
+    def __init__(
+        self,
+        widths: tuple[int, ...] | list[int] = (32, 64, 128),
+        in_channels: int = 3,
+        downsample: str = "stride",
+        depths: int | tuple[int, ...] | list[int] = 1,
+    ) -> None:
         super().__init__()
         if downsample not in ("stride", "maxpool"):
             raise ValueError(f"backbone.downsample={downsample!r} must be stride or maxpool")
+        depths = [depths] * len(widths) if isinstance(depths, int) else list(depths)
+        if len(depths) != len(widths) or min(depths) < 1:
+            raise ValueError(f"backbone.depths={depths} must be one count ≥ 1 for each of the {len(widths)} stages of backbone.widths")
         layers: list[nn.Module] = []
         previous = in_channels
-        for index, width in enumerate(widths):
+        for index, (width, depth) in enumerate(zip(widths, depths)):
             stride = 1 if index == 0 or downsample == "maxpool" else 2
             if index > 0 and downsample == "maxpool":
                 layers.append(nn.MaxPool2d(2))  # halve, then convolve: the same multiply-adds as a strided conv
-            layers += [nn.Conv2d(previous, width, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
-            previous = width
+            for _ in range(depth):
+                layers += [nn.Conv2d(previous, width, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
+                previous, stride = width, 1
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.out_dim = previous
