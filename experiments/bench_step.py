@@ -4,12 +4,12 @@
     python experiments/bench_step.py --root data/cifar10 [--steps 30] [--backbones small_cnn resnet18]
 
 For each backbone (the small CNN 32-64-128-256 and ResNet-18, CIFAR stem, both at 32 px) and each variant (eager,
-channels-last, torch.compile) it trains FroSSL on real CIFAR-10 with the default config and every default callback
-(online probe, spectrum, throughput, divergence guard, LR monitor, checkpoints; kNN and validation are left out of
-the steps and measured separately), and splits each step into: waiting for data (and Lightning's bookkeeping between
-steps), augmentation, forward, loss, backward, optimizer step and each callback. Beside it the model alone: the
-same already-augmented batch, forward + loss + backward + AdamW step in a bare loop. The ratio full step / model
-alone is the overhead of the loop around the model (goal ≤ 1.15).
+channels-last, torch.compile, bf16 autocast + channels-last) it trains FroSSL on real CIFAR-10 with the default
+config and every default callback (online probe, spectrum, throughput, divergence guard, LR monitor, checkpoints;
+kNN and validation are left out of the steps and measured separately), and splits each step into: waiting for data
+(and Lightning's bookkeeping between steps), augmentation, forward, loss, backward, optimizer step and each
+callback. Beside it the model alone: the same already-augmented batch, forward + loss + backward + AdamW step in a
+bare loop. The ratio full step / model alone is the overhead of the loop around the model (goal ≤ 1.15).
 
 Then the share of an epoch's wall-clock spent in evaluation with the CIFAR defaults (kNN bank of
 ``callbacks.knn.bank_size`` images + the held-out queries, the probe's validation pass), from the measured
@@ -40,7 +40,9 @@ sys.path.insert(0, str(REPO / "src"))
 from frossl_lit.train import build  # noqa: E402
 
 PARTS = ("data + loop", "augmentation", "forward", "loss", "backward", "optimizer step")
-VARIANTS = {"eager": [], "channels-last": ["model.channels_last=true"], "compiled": ["model.compile=true"]}
+VARIANTS = {"eager": [], "channels-last": ["model.channels_last=true"], "compiled": ["model.compile=true"],
+            # bf16 autocast (the losses stay fp32): pays on CPUs with AVX512-BF16 or AMX, as on a GPU
+            "bf16 + channels-last": ["trainer.precision=bf16-mixed", "model.channels_last=true"]}
 BACKBONES = {"small_cnn": ["backbone=small_cnn", "backbone.widths=[32,64,128,256]", "data.batch_size=256"],
              "resnet18": ["backbone=resnet18", "backbone.cifar_stem=true", "data.batch_size=64"]}  # ~30 images/s here
 
@@ -147,8 +149,9 @@ def full_loop(backbone: str, variant: str, root: str, steps: int, warmup: int) -
     return {name: statistics.median(values) for name, values in clock.times.items()}, cfg.data.batch_size, model, datamodule
 
 
-def model_alone(model, datamodule, steps: int, warmup: int) -> float:
-    """Median seconds of forward + loss + backward + AdamW step on one already-augmented batch."""
+def model_alone(model, datamodule, steps: int, warmup: int, bf16: bool = False) -> float:
+    """Median seconds of forward + loss + backward + AdamW step on one already-augmented batch (under bf16
+    autocast when the variant trains in bf16-mixed, as Lightning's precision plugin does)."""
     images, _ = next(iter(datamodule.train_dataloader()))
     datamodule.augment.reseed(0)
     views = [v.contiguous(memory_format=torch.channels_last) if model.channels_last else v for v in datamodule.augment.views(images)]
@@ -157,8 +160,9 @@ def model_alone(model, datamodule, steps: int, warmup: int) -> float:
     times = []
     for index in range(steps + warmup):
         started = time.perf_counter()
-        features = [model.backbone(v) for v in views]
-        total, _ = model.loss([model.projector(f) for f in features])
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            features = [model.backbone(v) for v in views]
+            total, _ = model.loss([model.projector(f) for f in features])
         optimizer.zero_grad(set_to_none=True)
         total.backward()
         optimizer.step()
@@ -201,7 +205,7 @@ def main() -> None:
             steps = args.steps if backbone == "small_cnn" else max(3, args.steps // 10)
             warmup = (args.warmup if backbone == "small_cnn" else 2) + (2 if variant == "compiled" else 0)
             parts, batch, model, datamodule = full_loop(backbone, variant, args.root, steps, warmup)
-            alone = model_alone(model, datamodule, steps, warmup)
+            alone = model_alone(model, datamodule, steps, warmup, bf16="bf16" in variant)
             rows.append((backbone, variant, batch, parts, alone))
             print(f"{backbone} {variant}: step {parts['step'] * 1000:.0f} ms, model alone {alone * 1000:.0f} ms", flush=True)
             if variant == "eager":
