@@ -24,6 +24,10 @@ BAD = [
     (["callbacks.probe=null"], r"^callbacks\.checkpoint_best\.monitor='val/probe_top1' is logged by callbacks\.probe, which is off; monitor what runs"),
     (["data.format=parquet"], r"^data\.format='parquet' must be native or litdata"),
     (["data.format=litdata"], r"^data\.stream=None must name the stream to read with data\.format=litdata; write one with python -m frossl_lit\.prepare"),
+    # a preset's method weights would land on another method: its sibling preset, or drop method=
+    (["experiment=frossl_cifar10_laptop", "method=vicreg"],
+     r"^method='vicreg' is not the method experiment=frossl_cifar10_laptop sets its weights for; use experiment=vicreg_cifar10_laptop"),
+    (["experiment=vicreg_cifar10", "method=mmcr"], r"^method='mmcr' is not the method .*; drop method= to train the preset's own method \(vicreg\)"),
 ]
 
 
@@ -37,7 +41,8 @@ def test_a_bad_value_names_its_key_and_the_fix(overrides, message, tmp_path):
 @pytest.mark.parametrize("overrides", [[], ["method=vicreg"], ["augment.num_views=8"], ["trainer.max_epochs=-1", "trainer.max_steps=5"],
                                        ["trainer.fast_dev_run=true", "trainer.max_epochs=0"],
                                        ["callbacks.probe=null", "callbacks.checkpoint_best.monitor=val/knn_top1"],
-                                       ["callbacks.probe=null", "callbacks.checkpoint_best=null"]])
+                                       ["callbacks.probe=null", "callbacks.checkpoint_best=null"],
+                                       ["experiment=barlow_twins_cifar10_laptop"], ["experiment=frossl_cifar10_laptop", "method=frossl"]])
 def test_good_configs_pass(overrides, tmp_path):
     check_config(compose_config(overrides, tmp_path))
 

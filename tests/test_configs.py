@@ -46,3 +46,24 @@ def test_every_sweep_config_composes(sweep, tmp_path):
 def test_evaluation_config_composes():
     cfg = compose_raw(["ckpt=x.ckpt"], "evaluate")
     assert cfg.linear.epochs == 100 and cfg.knn.k == 20
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_laptop_preset_picks_bf16_only_on_a_cpu_that_has_it(native, monkeypatch, tmp_path):
+    """bf16 autocast is 1.8x faster than fp32 on a CPU with AVX512-BF16 / AMX and emulated (slower) elsewhere:
+    the laptop setting resolves precision, compile and epochs from the CPU (frossl_lit.resolvers)."""
+    from frossl_lit import resolvers
+
+    monkeypatch.setattr(resolvers, "cpu_has_native_bf16", lambda: native)
+    for preset in ("frossl_cifar10_laptop", "vicreg_cifar10_laptop"):
+        cfg = compose_config([f"experiment={preset}"], tmp_path)
+        assert cfg.trainer.precision == ("bf16-mixed" if native else "32-true")
+        assert cfg.model.compile is (not native) and cfg.model.channels_last is True
+        assert cfg.schedule.max_epochs == cfg.trainer.max_epochs == (8 if native else 5)
+
+
+def test_cpu_bf16_probe_reads_torch():
+    from frossl_lit.resolvers import cpu_has_native_bf16
+
+    expected = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    assert cpu_has_native_bf16() is expected

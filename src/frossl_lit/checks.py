@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from hydra.utils import get_class
@@ -89,8 +90,29 @@ def _check_recipe(cfg: DictConfig, key: str) -> None:
     _check(cfg, f"{key}.hue", lambda v: _number(v) and 0 <= v <= 0.5, "must lie in [0, 0.5]", f"e.g. {key}.hue=0.1")
 
 
+def _check_preset_method() -> None:
+    """An experiment preset sets its own method's weights (``method.*``): with another ``method=`` they would land
+    on that method (VICReg given FroSSL's λ) or fail to instantiate. Presets are named ``<method>_<dataset>…``."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return
+    choices = HydraConfig.get().runtime.choices
+    experiment, method = choices.get("experiment"), choices.get("method")
+    if not experiment or experiment == "null" or not method or experiment.startswith(f"{method}_"):
+        return
+    conf = Path(__file__).parent / "conf"
+    methods = sorted((p.stem for p in (conf / "method").glob("*.yaml")), key=len, reverse=True)
+    own = next((m for m in methods if experiment.startswith(f"{m}_")), None)
+    sibling = f"{method}_{experiment[len(own) + 1:]}" if own else None
+    fix = (f"use experiment={sibling}, the same preset for {method}" if sibling and (conf / "experiment" / f"{sibling}.yaml").exists()
+           else f"drop method= to train the preset's own method{f' ({own})' if own else ''}, or override its weights one by one")
+    _fail("method", method, f"is not the method experiment={experiment} sets its weights for", fix)
+
+
 def check_config(cfg: DictConfig) -> None:
     """Raise one :class:`UserError` for the first value a run cannot use (see the module docstring)."""
+    _check_preset_method()
     batch_fix = "the batch per device, e.g. data.batch_size=256"
     _check(cfg, "data.batch_size", _positive_int, "must be a positive whole number", batch_fix)
     _check(cfg, "data.eval_batch_size", _positive_int, "must be a positive whole number", "e.g. data.eval_batch_size=512")
