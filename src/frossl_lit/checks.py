@@ -91,22 +91,25 @@ def _check_recipe(cfg: DictConfig, key: str) -> None:
 
 
 def _check_preset_method() -> None:
-    """An experiment preset sets its own method's weights (``method.*``): with another ``method=`` they would land
-    on that method (VICReg given FroSSL's λ) or fail to instantiate. Presets are named ``<method>_<dataset>…``."""
+    """An experiment preset named ``<method>_<dataset>…`` sets that method's weights (``method.*``): with another
+    ``method=`` they would land on that method (VICReg given FroSSL's λ) or fail to instantiate. Experiments named
+    otherwise (a user's own) are left alone."""
     from hydra.core.hydra_config import HydraConfig
 
     if not HydraConfig.initialized():
         return
     choices = HydraConfig.get().runtime.choices
     experiment, method = choices.get("experiment"), choices.get("method")
-    if not experiment or experiment == "null" or not method or experiment.startswith(f"{method}_"):
+    if not experiment or experiment == "null" or not method:
         return
     conf = Path(__file__).parent / "conf"
     methods = sorted((p.stem for p in (conf / "method").glob("*.yaml")), key=len, reverse=True)
     own = next((m for m in methods if experiment.startswith(f"{m}_")), None)
-    sibling = f"{method}_{experiment[len(own) + 1:]}" if own else None
-    fix = (f"use experiment={sibling}, the same preset for {method}" if sibling and (conf / "experiment" / f"{sibling}.yaml").exists()
-           else f"drop method= to train the preset's own method{f' ({own})' if own else ''}, or override its weights one by one")
+    if own is None or own == method:
+        return
+    sibling = f"{method}_{experiment[len(own) + 1:]}"
+    fix = (f"use experiment={sibling}, the same preset for {method}" if (conf / "experiment" / f"{sibling}.yaml").exists()
+           else f"drop method= to train the preset's own method ({own})")
     _fail("method", method, f"is not the method experiment={experiment} sets its weights for", fix)
 
 
