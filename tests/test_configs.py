@@ -50,7 +50,7 @@ def test_evaluation_config_composes():
 
 @pytest.mark.parametrize("native", [True, False])
 def test_laptop_preset_picks_bf16_only_on_a_cpu_that_has_it(native, monkeypatch, tmp_path):
-    """bf16 autocast is 1.8x faster than fp32 on a CPU with AVX512-BF16 / AMX and emulated (slower) elsewhere:
+    """bf16 autocast is 1.8x faster than fp32 on a CPU with AVX512-BF16 / AMX and only emulated elsewhere:
     the laptop setting resolves precision, compile and epochs from the CPU (frossl_lit.resolvers)."""
     from frossl_lit import resolvers
 
