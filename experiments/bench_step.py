@@ -37,6 +37,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import open_dict
 
 sys.path.insert(0, str(REPO / "src"))
+from frossl_lit.methods import Branches  # noqa: E402
 from frossl_lit.train import build  # noqa: E402
 
 PARTS = ("data + loop", "augmentation", "forward", "loss", "backward", "optimizer step")
@@ -162,7 +163,7 @@ def model_alone(model, datamodule, steps: int, warmup: int, bf16: bool = False) 
         started = time.perf_counter()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             features = [model.backbone(v) for v in views]
-            total, _ = model.loss([model.projector(f) for f in features])
+            total, _ = model.loss(Branches(features, [model.projector(f) for f in features]))
         optimizer.zero_grad(set_to_none=True)
         total.backward()
         optimizer.step()

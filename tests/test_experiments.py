@@ -28,6 +28,8 @@ SMOKE = [
     "trainer.sync_batchnorm=false", "trainer.max_steps=2", "trainer.enable_progress_bar=false",
     "method.projector.hidden_dims=[64]", "method.projector.out_dim=32", "data.batch_size=4", "data.eval_batch_size=8",
     "data.num_workers=0", "callbacks.spectrum.every_n_steps=1", "model.compile=false", "model.channels_last=false",
+    # a ResNet's checkpoints, plots and kNN passes are most of a smoke run; test_resume.py and test_train.py cover them
+    "callbacks.checkpoint_best=null", "callbacks.checkpoint_last=null", "callbacks.plots=null", "callbacks.knn=null",
 ]
 
 

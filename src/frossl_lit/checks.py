@@ -162,3 +162,28 @@ def check_config(cfg: DictConfig) -> None:
                   "monitor what runs (e.g. callbacks.checkpoint_best.monitor=val/knn_top1) or set callbacks.checkpoint_best=null")
     _check(cfg, "schedule.optimizer.lr", lambda v: _number(v) and v > 0, "must be a positive finite learning rate", "e.g. schedule.optimizer.lr=0.3")
     _check(cfg, "method.invariance_weight", lambda v: _number(v) and v >= 0, "must be >= 0", "e.g. method.invariance_weight=1.0")
+    _check_method_hyperparameters(cfg)
+
+
+def _global_batch(cfg: DictConfig) -> int | None:
+    """data.batch_size × devices × nodes, where all three are numbers (``devices=auto`` is known only at run time)."""
+    trainer = cfg.get("trainer") or {}
+    parts = [cfg.get("data", {}).get("batch_size"), trainer.get("devices", 1), trainer.get("num_nodes", 1)]
+    return math.prod(parts) if all(_positive_int(p) for p in parts) else None
+
+
+def _check_method_hyperparameters(cfg: DictConfig) -> None:
+    """Temperatures, target-network momenta and queue sizes of the methods that have them."""
+    _check(cfg, "method.temperature", lambda v: _number(v) and v > 0, "must be a temperature > 0", "e.g. method.temperature=0.2")
+    for key in ("momentum_start", "momentum_end"):
+        _check(cfg, f"method.{key}", lambda v: _number(v) and 0 <= v <= 1, "is a momentum: it must lie in [0, 1]",
+               f"e.g. method.{key}={0.99 if key == 'momentum_start' else 1.0}")
+    method = cfg.get("method") or {}
+    if _number(method.get("momentum_start")) and _number(method.get("momentum_end")) and method.momentum_start > method.momentum_end:
+        _fail("method.momentum_start", method.momentum_start, f"exceeds method.momentum_end={method.momentum_end}",
+              "the momentum grows towards its end value, e.g. method.momentum_start=0.99 method.momentum_end=1.0")
+    _check(cfg, "method.momentum_schedule", lambda v: v in ("cosine", "constant"), "must be cosine or constant", "e.g. method.momentum_schedule=cosine")
+    global_batch = _global_batch(cfg)
+    _check(cfg, "method.queue_size", lambda v: _positive_int(v) and (global_batch is None or v >= global_batch),
+           f"must be a whole number of keys of at least one global batch ({global_batch or 'data.batch_size × devices'})",
+           f"e.g. method.queue_size={max(65536, global_batch or 0)}")

@@ -77,6 +77,11 @@ class Collective:
     def world_size(self) -> int:
         return dist.get_world_size() if (self.global_batch and _dist_ready()) else 1
 
+    @property
+    def rank(self) -> int:
+        """This process's place in :meth:`gather`'s output (its rows start at ``rank × local batch``)."""
+        return dist.get_rank() if (self.global_batch and _dist_ready()) else 0
+
     def sum(self, tensor: torch.Tensor) -> torch.Tensor:
         return all_reduce_sum(tensor) if self.global_batch else tensor
 

@@ -38,6 +38,7 @@ def build(cfg: DictConfig, resume: dict[str, Any] | None = None) -> tuple[L.Ligh
         lr_scheduler=instantiate(cfg.schedule.lr_scheduler) if cfg.schedule.get("lr_scheduler") else None,
         lr_reference_batch=cfg.schedule.get("lr_reference_batch"),
         no_decay_lr_scale=cfg.schedule.get("no_decay_lr_scale", 1.0),
+        decay_bias_and_norm=cfg.schedule.get("decay_bias_and_norm", False),
         **OmegaConf.to_container(cfg.get("model") or OmegaConf.create(), resolve=True),  # compile, channels_last
     )
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]

@@ -1,5 +1,5 @@
 """MMCR: the loss equals an independent float64 transcription of its formula, is exact under DDP, and the method
-trains from the config and joins a multirun of the other methods."""
+trains from the config (the multirun of every method: tests/methods/test_sweep.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch
 from frossl_lit.losses.mmcr import mmcr_loss
 from frossl_lit.methods.mmcr import MMCR
 from frossl_lit.train import train
-from tests.conftest import TINY, compose_config, run_cli, tiny_digits, tiny_fit, tiny_method
+from tests.conftest import TINY, compose_config, tiny_digits, tiny_fit, tiny_method
 from tests.ddp_harness import assert_global_batch_exact, assert_per_gpu_is_each_ranks_own, run_on_two_ranks
 
 
@@ -72,11 +72,3 @@ def test_module_trains_four_views(tmp_path):
 def test_trains_from_its_config_with_four_views(tmp_path):
     summary = train(compose_config([*TINY, "method=mmcr", "augment.num_views=4", "trainer.max_steps=3"], tmp_path))
     assert summary["method"] == "mmcr" and summary["global_step"] == 3 and summary["knn_top1"] is not None
-
-
-def test_joins_a_multirun_with_the_other_methods(tmp_path):
-    sweep = tmp_path / "sweep"
-    result = run_cli(["-m", "method=frossl,vicreg,barlow_twins,mmcr", *TINY, "trainer.max_steps=3", f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert sorted(p.name.split("_", 1)[1] for p in sweep.iterdir() if p.is_dir() and p.name[0].isdigit()) == [
-        "barlow_twins_digits", "frossl_digits", "mmcr_digits", "vicreg_digits"]

@@ -1,13 +1,16 @@
-"""SSLMethod with a fake loss: the step runs views → embeddings → loss → logs, each part overridable."""
+"""SSLMethod with a fake loss: the step runs views → branches → loss → logs, each part overridable; a predictor
+from the constructor trains with the rest."""
 
 from __future__ import annotations
 
 import csv
+import functools
 
 import torch
 from torch import nn
 
 from frossl_lit.methods import SSLMethod
+from frossl_lit.models import Projector
 from tests.conftest import tiny_fit, tiny_method
 
 
@@ -16,25 +19,26 @@ class SquaredNorm(SSLMethod):
 
     name = "fake"
 
-    def loss(self, embeddings):
-        per_view = torch.stack([z.pow(2).mean() for z in embeddings])
+    def loss(self, branches):
+        per_view = torch.stack([z.pow(2).mean() for z in (branches.predictions or branches.embeddings)])
         return per_view.sum(), {"energy": per_view, "scalar": per_view.mean()}
 
 
-class WithPredictor(SquaredNorm):
-    """A method that adds a predictor after the projector, by overriding embed_views only."""
+class WithHead(SquaredNorm):
+    """A method that adds a head after the projector, by overriding embed_views only."""
 
-    name = "predictor"
+    name = "head"
 
     def __init__(self, **base) -> None:
         super().__init__(**base)
-        self.predictor = nn.Linear(self.projector.out_dim, 4)
+        self.head = nn.Linear(self.projector.out_dim, 4)
         self.calls = 0
 
     def embed_views(self, views):
-        features, embeddings = super().embed_views(views)
+        branches = super().embed_views(views)
         self.calls += 1
-        return features, [self.predictor(z) for z in embeddings]
+        branches.embeddings = [self.head(z) for z in branches.embeddings]
+        return branches
 
 
 def _logged_names(tmp_path) -> set[str]:
@@ -63,8 +67,18 @@ def test_step_output_carries_first_view_features_embeddings_and_labels():
     assert torch.equal(out["labels"], torch.arange(5)) and torch.equal(module.latest_loss, out["loss"].detach())
 
 
-def test_overriding_embed_views_adds_a_predictor_without_touching_the_base(tmp_path):
-    module = tiny_method(WithPredictor)
-    before = module.predictor.weight.detach().clone()
+def test_overriding_embed_views_adds_a_head_without_touching_the_base(tmp_path):
+    module = tiny_method(WithHead)
+    before = module.head.weight.detach().clone()
     tiny_fit(tmp_path, [], module=module, max_steps=2)
-    assert module.calls == 2 and not torch.equal(before, module.predictor.weight)  # optimised with the rest
+    assert module.calls == 2 and not torch.equal(before, module.head.weight)  # optimised with the rest
+
+
+def test_a_predictor_from_the_constructor_is_built_on_the_projector_and_trains(tmp_path):
+    module = tiny_method(SquaredNorm, predictor=functools.partial(Projector, hidden_dims=[8]))
+    views = [torch.randn(5, 3, 16, 16), torch.randn(5, 3, 16, 16)]
+    branches = module.embed_views(views)
+    assert [p.shape for p in branches.predictions] == [z.shape for z in branches.embeddings] and branches.targets is None
+    before = module.predictor.net[0].weight.detach().clone()
+    tiny_fit(tmp_path, [], module=module, max_steps=2)
+    assert not torch.equal(before, module.predictor.net[0].weight)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from frossl_lit.losses import frossl_loss
-from frossl_lit.methods import FroSSL
+from frossl_lit.methods import Branches, FroSSL
 from frossl_lit.models import Projector
 from frossl_lit.train import train
 from tests.conftest import compose_config
@@ -30,7 +30,7 @@ def test_module_loss_is_the_configured_formulation(formulation, balance_views):
     views = [torch.randn(16, 6, generator=torch.Generator().manual_seed(v)) for v in range(4)]
     module = _module(invariance_weight=0.7, formulation=formulation, balance_views=balance_views)
     expected, _ = frossl_loss(views, 0.7, formulation, balance_views)
-    torch.testing.assert_close(module.loss(views)[0], expected, rtol=0, atol=0)
+    torch.testing.assert_close(module.loss(Branches(views, views))[0], expected, rtol=0, atol=0)
 
 
 def test_module_rejects_an_unknown_formulation():

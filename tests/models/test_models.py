@@ -48,3 +48,13 @@ def test_projector_layers_and_biases():
     assert kinds == ["Linear", "BatchNorm1d", "ReLU", "Linear", "BatchNorm1d", "ReLU", "Linear"]
     assert projector.net[-1].bias is None and projector.net[0].bias is not None
     assert projector(torch.randn(4, 10)).shape == (4, projector.out_dim) == (4, 8)
+
+
+def test_projector_without_hidden_norm_and_with_an_affine_free_last_norm():
+    simclr = Projector(in_dim=10, hidden_dims=[32], out_dim=8, hidden_norm=False)
+    assert [type(m).__name__ for m in simclr.net] == ["Linear", "ReLU", "Linear"]
+    simsiam = Projector(in_dim=10, hidden_dims=[32, 32], out_dim=8, hidden_bias=False, last_bias=False, last_norm=True)
+    assert [type(m).__name__ for m in simsiam.net] == ["Linear", "BatchNorm1d", "ReLU"] * 2 + ["Linear", "BatchNorm1d"]
+    assert simsiam.net[-1].weight is None and simsiam.net[-2].bias is None
+    out = simsiam(torch.randn(16, 10))
+    torch.testing.assert_close(out.mean(0), torch.zeros(8), atol=1e-5, rtol=0)  # batch-normalised output

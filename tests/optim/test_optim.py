@@ -52,3 +52,18 @@ def test_warmup_then_cosine_to_the_floor():
     scheduler = warmup_cosine(optimizer, total_steps=100, steps_per_epoch=10, warmup_epochs=2)
     assert scheduler.lr_lambdas[0].warmup_steps == 20
     assert "lr_lambdas" in scheduler.state_dict()
+
+
+def test_a_static_lr_group_stays_at_its_peak_and_decay_all_puts_every_parameter_in_one_group():
+    model = _model()
+    groups = split_weight_decay(model, exclude=model[3])
+    assert {id(p) for g in groups for p in g["params"]} == {id(p) for p in [*model[0].parameters(), *model[1].parameters()]}
+    groups += [{**g, "static_lr": True} for g in split_weight_decay(model[3])]
+    optimizer = torch.optim.SGD(groups, lr=1.0)
+    scheduler = warmup_cosine(optimizer, total_steps=100, warmup_fraction=0.1)
+    for _ in range(50):
+        optimizer.step()
+        scheduler.step()
+    assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([0.5 * (1 + math.cos(math.pi * 40 / 90))] * 2 + [1.0, 1.0])
+    (everything,) = split_weight_decay(model, decay_all=True)
+    assert len(everything["params"]) == len(list(model.parameters())) and "weight_decay" not in everything

@@ -42,13 +42,21 @@ def standardize(z: torch.Tensor, collective: Collective = LOCAL, eps: float = 1e
 
 
 def float32_maths(loss: Callable) -> Callable:
-    """Run ``loss(views, ...)`` in float32 under mixed precision: autocast off inside it and half-precision views
+    """Run ``loss(views, ...)`` in float32 under mixed precision: autocast off inside it and half-precision inputs
     (bf16 / fp16 embeddings from an autocast projector) cast up, so Gram matrices, covariances, logarithms and
-    singular values are computed in fp32 (float64 views stay float64). Gradients flow back through the cast."""
+    singular values are computed in fp32 (float64 views stay float64). Every positional argument that is a tensor
+    or a list of tensors is cast (predictions and targets, a queue). Gradients flow back through the cast."""
+
+    def up(value):
+        if isinstance(value, torch.Tensor):
+            return value.float() if value.dtype in (torch.float16, torch.bfloat16) else value
+        if isinstance(value, (list, tuple)) and value and all(isinstance(v, torch.Tensor) for v in value):
+            return [up(v) for v in value]
+        return value
 
     @functools.wraps(loss)
     def in_float32(views, *args, **kwargs):
-        views = [v.float() if v.dtype in (torch.float16, torch.bfloat16) else v for v in views]
+        views, args = up(list(views)), [up(arg) for arg in args]
         with torch.autocast(device_type=views[0].device.type if views else "cpu", enabled=False):
             return loss(views, *args, **kwargs)
 

@@ -16,5 +16,5 @@ class BarlowTwins(SSLMethod):
         super().__init__(**base)
         self.off_diagonal_weight, self.scale = off_diagonal_weight, scale
 
-    def loss(self, embeddings):
-        return barlow_twins_loss(embeddings, self.off_diagonal_weight, self.scale, collective=self.collective)
+    def loss(self, branches):
+        return barlow_twins_loss(branches.embeddings, self.off_diagonal_weight, self.scale, collective=self.collective)

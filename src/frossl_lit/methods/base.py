@@ -1,12 +1,15 @@
-"""SSLMethod: views → backbone → projector → loss. A method is :meth:`SSLMethod.loss` (a pure loss function) and
-its ``views_supported``; the step's other parts (:meth:`~SSLMethod.embed_views`, :meth:`~SSLMethod.log_loss`)
-can be overridden too."""
+"""SSLMethod: views → backbone → projector (→ predictor) → loss. A method is :meth:`SSLMethod.loss` (a pure loss
+function of the :class:`Branches` the step computed) and its ``views_supported``; the step's other parts
+(:meth:`~SSLMethod.embed_views`, :meth:`~SSLMethod.embed_targets`, :meth:`~SSLMethod.log_loss`,
+:meth:`~SSLMethod.after_optimizer_step`) can be overridden too. Methods with a momentum target network build on
+:class:`frossl_lit.methods.momentum.MomentumMethod`."""
 
 from __future__ import annotations
 
 import math
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import lightning as L
@@ -17,12 +20,44 @@ from frossl_lit.distributed import Collective
 from frossl_lit.optim.param_groups import split_weight_decay
 
 
+@dataclass
+class Branches:
+    """What :meth:`SSLMethod.embed_views` gives the loss, one tensor per view.
+
+    - ``features``: the online backbone's features (the probe, kNN and export read this network).
+    - ``embeddings``: the online projector's outputs.
+    - ``predictions``: the online predictor's outputs, for methods with a ``predictor`` (BYOL, SimSiam), else None.
+    - ``targets``: the target network's projections of the target views (no gradient), for methods with a target
+      network (BYOL, MoCo), else None. The target views are the first views, those of the first view's size
+      (the large crops; :func:`target_view_count`).
+    """
+
+    features: list[torch.Tensor]
+    embeddings: list[torch.Tensor]
+    predictions: list[torch.Tensor] | None = None
+    targets: list[torch.Tensor] | None = None
+
+
+def target_view_count(views: Sequence[torch.Tensor]) -> int:
+    """How many leading views have the first view's spatial size: the large crops a teacher or target sees (the
+    rule solo-learn applies to multi-crop: crops of the first recipe's size are large)."""
+    size = views[0].shape[-2:]
+    count = 0
+    while count < len(views) and views[count].shape[-2:] == size:
+        count += 1
+    return count
+
+
 class SSLMethod(L.LightningModule):
     """The shared base of every method.
 
     Args:
         backbone: images → features, with an ``out_dim`` attribute.
         projector: ``projector(in_dim=backbone.out_dim)`` builds the projector (a Hydra ``_partial_``).
+        predictor: ``predictor(in_dim=projector.out_dim, out_dim=projector.out_dim)`` builds a predictor head on
+            the online branch (BYOL, SimSiam), or ``None``.
+        predictor_static_lr: the predictor trains at the peak learning rate throughout, outside the schedule
+            (SimSiam's "fix lr of the predictor"; solo-learn's ``static_lr``).
         optimizer: ``optimizer(param_groups)`` builds the optimizer (a Hydra ``_partial_``).
         lr_scheduler: ``lr_scheduler(optimizer, total_steps=…, steps_per_epoch=…)`` builds a per-step schedule,
             or ``None``.
@@ -31,6 +66,8 @@ class SSLMethod(L.LightningModule):
             scaling rule of the LARS recipes: lr × batch / 256).
         no_decay_lr_scale: multiplies the learning rate of biases and normalisation parameters (1 in every
             recipe but the official Barlow Twins code's, 0.024).
+        decay_bias_and_norm: biases and normalisation parameters get weight decay (and LARS adaptation) like the
+            weights (solo-learn's SGD recipes, whose ``exclude_bias_n_norm_wd`` is off); default: excluded.
         compile: ``torch.compile`` the backbone and projector (``True``, or a dict of ``torch.compile`` options,
             e.g. ``{mode: max-autotune}``); the losses are left eager (they are a few matrix products).
         channels_last: the backbone's weights and its input views in channels-last memory format.
@@ -38,7 +75,8 @@ class SSLMethod(L.LightningModule):
     ``training_step`` returns, besides the loss, its detached parts, the detached backbone features and embeddings
     of the first view and the labels: the online probe, the spectrum diagnostics and the divergence guard read them
     from there (evaluation stays outside the method's maths). ``training_seconds`` is the run's training
-    wall-clock over all its segments (it is checkpointed, so a resumed run keeps counting).
+    wall-clock over all its segments (it is checkpointed, so a resumed run keeps counting). ``total_steps`` is the
+    number of optimizer steps the schedule spans (set when the optimizer is built; momentum schedules read it).
     """
 
     name = "ssl"
@@ -52,17 +90,24 @@ class SSLMethod(L.LightningModule):
         projector: Callable[..., nn.Module],
         optimizer: Callable[..., torch.optim.Optimizer],
         lr_scheduler: Callable[..., Any] | None = None,
+        predictor: Callable[..., nn.Module] | None = None,
+        predictor_static_lr: bool = False,
         global_batch: bool = True,
         lr_reference_batch: int | None = None,
         no_decay_lr_scale: float = 1.0,
+        decay_bias_and_norm: bool = False,
         compile: bool | dict[str, Any] = False,
         channels_last: bool = False,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["backbone", "projector", "optimizer", "lr_scheduler"])
+        self.save_hyperparameters(ignore=["backbone", "projector", "predictor", "optimizer", "lr_scheduler"])
         self.lr_reference_batch, self.no_decay_lr_scale = lr_reference_batch, no_decay_lr_scale
+        self.decay_bias_and_norm, self.predictor_static_lr = decay_bias_and_norm, predictor_static_lr
         self.backbone = backbone
         self.projector = projector(in_dim=backbone.out_dim)
+        out_dim = self.projector.out_dim
+        self.predictor = predictor(in_dim=out_dim, out_dim=out_dim) if predictor is not None else None
+        self.total_steps: int | None = None
         self.optimizer_factory, self.scheduler_factory = optimizer, lr_scheduler
         self.collective = Collective(global_batch=global_batch)
         self.latest_loss: torch.Tensor | None = None
@@ -81,18 +126,32 @@ class SSLMethod(L.LightningModule):
             self.projector.compile(**self.compile_options)
             self._compiled = True
 
-    # -- the step, in overridable parts: views → embeddings → loss → logs -------------------------------------
-    def embed_views(self, views: Sequence[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """``(backbone features, projector embeddings)`` of each view. A method with a predictor or a target
-        network overrides this (and keeps the features of the first view first: the probe reads them)."""
+    # -- the step, in overridable parts: views → branches → loss → logs → (after the optimizer step) state ------
+    def embed_views(self, views: Sequence[torch.Tensor]) -> Branches:
+        """The :class:`Branches` of the views: online features and embeddings, the predictor's outputs when the
+        method has one, and :meth:`embed_targets`. Keep the first view's features first: the probe reads them."""
         if self.channels_last:
             views = [view.contiguous(memory_format=torch.channels_last) for view in views]
         features = [self.backbone(view) for view in views]
-        return features, [self.projector(feature) for feature in features]
+        embeddings = [self.projector(feature) for feature in features]
+        predictions = [self.predictor(z) for z in embeddings] if self.predictor is not None else None
+        return Branches(features, embeddings, predictions, self.embed_targets(views))
 
-    def loss(self, embeddings: Sequence[torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """``(total, parts)`` of the method's loss: a pure function of the embeddings (``frossl_lit.losses``)."""
+    def embed_targets(self, views: Sequence[torch.Tensor]) -> list[torch.Tensor] | None:
+        """The target branch's projections of the target views (no gradient); None here: no target network."""
+        return None
+
+    def loss(self, branches: Branches) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``(total, parts)`` of the method's loss: a pure function (``frossl_lit.losses``) of the branches."""
         raise NotImplementedError
+
+    def after_optimizer_step(self) -> None:
+        """Update the method's own state once the weights have stepped (a target network's moving average, a
+        queue): called after every optimizer step, before any checkpoint of the next step is written."""
+
+    def optimizer_step(self, *args, **kwargs) -> None:
+        super().optimizer_step(*args, **kwargs)
+        self.after_optimizer_step()
 
     def log_loss(self, total: torch.Tensor, parts: dict[str, torch.Tensor]) -> None:
         """Log the loss and its parts (a part with one value per view also per view). Logging a tensor costs no
@@ -114,15 +173,15 @@ class SSLMethod(L.LightningModule):
 
     def training_step(self, batch: tuple[list[torch.Tensor], torch.Tensor], batch_idx: int) -> dict[str, Any]:
         views, labels = batch
-        features, embeddings = self.embed_views(views)
-        total, parts = self.loss(embeddings)
+        branches = self.embed_views(views)
+        total, parts = self.loss(branches)
         self.latest_loss = total.detach()  # read by the divergence guard before the optimizer step
         self.log_loss(total, parts)
         return {
             "loss": total,
             "parts": {part: value.detach() for part, value in parts.items()},
-            "features": features[0].detach(),
-            "embeddings": embeddings[0].detach(),
+            "features": branches.features[0].detach(),
+            "embeddings": branches.embeddings[0].detach(),
             "labels": labels,
         }
 
@@ -162,8 +221,20 @@ class SSLMethod(L.LightningModule):
             self.trainer.fit_loop.epoch_loop._batches_that_stepped = self.trainer.global_step
             self._restored = False
 
+    def param_groups(self) -> list[dict]:
+        """The optimizer's parameter groups: weights, then biases and norm parameters (no weight decay, no LARS
+        adaptation, unless ``decay_bias_and_norm``); a static-lr predictor's groups carry ``static_lr=True``, which
+        the schedules read (its lr stays at the peak). Frozen parameters (a target network) are in none."""
+        static = self.predictor if self.predictor is not None and self.predictor_static_lr else None
+        split = lambda module, exclude=None: split_weight_decay(
+            module, self.no_decay_lr_scale, exclude=exclude, decay_all=self.decay_bias_and_norm)
+        groups = split(self, exclude=static)
+        if static is not None:
+            groups += [{**group, "static_lr": True} for group in split(static)]
+        return groups
+
     def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(split_weight_decay(self, self.no_decay_lr_scale))
+        optimizer = self.optimizer_factory(self.param_groups())
         batch_scale = 1.0
         if self.lr_reference_batch:
             trainer = self.trainer
@@ -171,14 +242,14 @@ class SSLMethod(L.LightningModule):
             batch_scale = global_batch / self.lr_reference_batch
         for group in optimizer.param_groups:
             group["lr"] *= batch_scale * group.pop("lr_scale", 1.0)
-        if self.scheduler_factory is None:
-            return optimizer
         # the schedule spans max_epochs whole epochs: max_steps / max_time stop a run early, they do not
         # compress its schedule (estimated_stepping_batches also sets up the train loader for the batch count)
         estimated = int(self.trainer.estimated_stepping_batches)
         batches = self.trainer.num_training_batches
         steps_per_epoch = max(1, int(batches) // self.trainer.accumulate_grad_batches) if math.isfinite(batches) else estimated
         epochs = self.trainer.max_epochs if self.trainer.max_epochs and self.trainer.max_epochs > 0 else None
-        total_steps = steps_per_epoch * epochs if epochs else estimated
+        self.total_steps = total_steps = steps_per_epoch * epochs if epochs else estimated
+        if self.scheduler_factory is None:
+            return optimizer
         scheduler = self.scheduler_factory(optimizer, total_steps=total_steps, steps_per_epoch=steps_per_epoch)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -31,7 +31,7 @@ class FroSSL(SSLMethod):
         super().__init__(**base)
         self.invariance_weight, self.formulation, self.balance_views = invariance_weight, formulation, balance_views
 
-    def loss(self, embeddings):
+    def loss(self, branches):
         return frossl_loss(
-            embeddings, self.invariance_weight, self.formulation, self.balance_views, self.collective
+            branches.embeddings, self.invariance_weight, self.formulation, self.balance_views, self.collective
         )

@@ -18,5 +18,5 @@ class MMCR(SSLMethod):
         super().__init__(**base)
         self.local_weight = local_weight
 
-    def loss(self, embeddings):
-        return mmcr_loss(embeddings, self.local_weight, collective=self.collective)
+    def loss(self, branches):
+        return mmcr_loss(branches.embeddings, self.local_weight, collective=self.collective)

@@ -22,5 +22,5 @@ class VICReg(SSLMethod):
             "covariance_weight": covariance_weight,
         }
 
-    def loss(self, embeddings):
-        return vicreg_loss(embeddings, **self.weights, collective=self.collective)
+    def loss(self, branches):
+        return vicreg_loss(branches.embeddings, **self.weights, collective=self.collective)

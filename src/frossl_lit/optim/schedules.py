@@ -24,6 +24,13 @@ class WarmupCosine:
         return self.final + (1 - self.final) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+class Constant:
+    """Multiplier 1 at every step: a group with ``static_lr`` (SimSiam's predictor) stays at its peak lr."""
+
+    def __call__(self, step: int) -> float:
+        return 1.0
+
+
 def warmup_cosine(
     optimizer: torch.optim.Optimizer,
     total_steps: int,
@@ -38,7 +45,8 @@ def warmup_cosine(
 
     The warm-up starts at 0, or at the absolute ``warmup_start_lr``; the cosine ends at ``final_fraction`` × each
     group's peak, or at the absolute ``min_lr``. Absolute values are not scaled with the batch: solo-learn and the
-    official FroSSL code warm up from 3e-5 to the batch-scaled peak and end at 0.
+    official FroSSL code warm up from 3e-5 to the batch-scaled peak and end at 0. A group marked
+    ``static_lr`` keeps its peak learning rate throughout (solo-learn's ``static_lr``: no warm-up, no decay).
     """
     if warmup_epochs is not None:
         steps = int(round(warmup_epochs * steps_per_epoch))
@@ -46,6 +54,9 @@ def warmup_cosine(
         steps = int(round(warmup_fraction * total_steps))
     multipliers = []
     for group in optimizer.param_groups:
+        if group.get("static_lr"):
+            multipliers.append(Constant())
+            continue
         peak = group["lr"]
         start = warmup_start_lr / peak if warmup_start_lr is not None and peak > 0 else 0.0
         final = min_lr / peak if min_lr is not None and peak > 0 else final_fraction
