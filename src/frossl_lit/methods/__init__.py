@@ -3,6 +3,7 @@ from frossl_lit.methods.base import Branches, SSLMethod
 from frossl_lit.methods.frossl import FroSSL
 from frossl_lit.methods.mmcr import MMCR
 from frossl_lit.methods.momentum import MomentumMethod
+from frossl_lit.methods.simclr import SimCLR
 from frossl_lit.methods.vicreg import VICReg
 
-__all__ = ["BarlowTwins", "Branches", "FroSSL", "MMCR", "MomentumMethod", "SSLMethod", "VICReg"]
+__all__ = ["BarlowTwins", "Branches", "FroSSL", "MMCR", "MomentumMethod", "SSLMethod", "SimCLR", "VICReg"]

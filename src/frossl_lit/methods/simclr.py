@@ -1,0 +1,22 @@
+"""SimCLR as a LightningModule: the base plus :func:`frossl_lit.losses.simclr_loss`."""
+
+from __future__ import annotations
+
+from frossl_lit.losses.simclr import simclr_loss
+from frossl_lit.methods.base import SSLMethod
+
+
+class SimCLR(SSLMethod):
+    """SimCLR (Chen et al., ICML 2020) on any number of views (V > 2: multi-positive contrast, as solo-learn)."""
+
+    name = "simclr"
+    views_supported = (2, None)
+
+    def __init__(self, *, temperature: float = 0.2, **base) -> None:
+        if not temperature > 0:
+            raise ValueError(f"method.temperature={temperature} must be > 0")
+        super().__init__(**base)
+        self.temperature = temperature
+
+    def loss(self, branches):
+        return simclr_loss(branches.embeddings, self.temperature, collective=self.collective)
