@@ -85,6 +85,45 @@ def test_stopping_mid_epoch_and_resuming_gives_the_same_weights_and_every_logged
     assert resumed["wall_seconds"] > first_seconds > 0
 
 
+def _run_state(checkpoint_path) -> dict:
+    """Everything a run carries on: weights and buffers (a target network, a queue and its pointer, the momentum
+    in use), the optimizer's state and the schedule's."""
+    checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+    return {"state_dict": checkpoint["state_dict"], "optimizer": checkpoint["optimizer_states"], "schedule": checkpoint["lr_schedulers"]}
+
+
+def _assert_same(a, b, where="run"):
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            _assert_same(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for index, (x, y) in enumerate(zip(a, b)):
+            _assert_same(x, y, f"{where}.{index}")
+    else:
+        assert a == b, where
+
+
+# the stateful methods: an EMA target with its momentum schedule and a queue with its pointer (MoCo)
+@pytest.mark.parametrize("method", ["mocov2"])
+def test_a_stateful_method_stopped_mid_epoch_resumes_to_the_same_state_bit_for_bit(method, tmp_path):
+    run = [*RUN, f"method={method}", "method.queue_size=256" if method == "mocov2" else "method.momentum_start=0.9",
+           "callbacks.knn=null", "callbacks.probe=null", "callbacks.checkpoint_best=null"]
+    whole = train(compose_config(run, tmp_path / "whole"))
+    with pytest.raises(Crash):
+        train(compose_config([*run, "+callbacks.crash._target_=tests.test_resume.CrashAfter", "+callbacks.crash.step=31"], tmp_path / "first"))
+    last = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    resumed = train(compose_config([*run, f"ckpt_path={last}"], tmp_path / "resumed"))
+    assert resumed["global_step"] == whole["global_step"] == 44
+    state = _run_state(tmp_path / "resumed" / "checkpoints" / "last.ckpt")
+    _assert_same(state, _run_state(tmp_path / "whole" / "checkpoints" / "last.ckpt"))
+    stateful = {"mocov2": "queue.keys"}[method]
+    assert stateful in state["state_dict"] and "target_momentum" in state["state_dict"]
+
+
 def test_every_epoch_draws_fresh_augmentations(tmp_path):
     """The augmentation seed is a function of (seed, rank, epoch, batch): epochs differ, reruns agree."""
     from frossl_lit.data.base import SSLDataModule

@@ -7,6 +7,7 @@ from __future__ import annotations
 import traceback
 
 import lightning as L
+import pytest
 import torch
 
 from frossl_lit.train import build
@@ -55,11 +56,11 @@ class ProgressBarLoss(L.Callback):
         pl_module.log("pbar_loss", outputs["loss"].detach(), prog_bar=True)
 
 
-def _count_reads(tmp_path, monkeypatch, extra_callbacks=()) -> tuple[L.Trainer, SyncCounter, L.LightningModule]:
+def _count_reads(tmp_path, monkeypatch, extra_callbacks=(), method="frossl") -> tuple[L.Trainer, SyncCounter, L.LightningModule]:
     every = [f"trainer.log_every_n_steps={EVERY}", f"callbacks.spectrum.every_n_steps={EVERY}",
              f"callbacks.throughput.every_n_steps={EVERY}", f"callbacks.divergence.check_every_n_steps={EVERY}",
              f"callbacks.checkpoint_steps.every_n_steps={EVERY}", "trainer.max_steps=13"]
-    cfg = compose_config([*TINY, *every, "trainer.enable_progress_bar=true"], tmp_path)
+    cfg = compose_config([*TINY, *every, "trainer.enable_progress_bar=true", f"method={method}"], tmp_path)
     datamodule, model, _, trainer = build(cfg)
     counter = SyncCounter()
     trainer.callbacks.insert(0, counter)  # first: its hooks open and close each window before the others run
@@ -76,8 +77,10 @@ def _count_reads(tmp_path, monkeypatch, extra_callbacks=()) -> tuple[L.Trainer, 
     return trainer, counter, model
 
 
-def test_a_quiet_training_step_reads_nothing_back_from_the_device(tmp_path, monkeypatch):
-    trainer, counter, model = _count_reads(tmp_path, monkeypatch)
+# the default method, and one with a target network and a queue (MoCo)
+@pytest.mark.parametrize("method", ["frossl", "mocov2"])
+def test_a_quiet_training_step_reads_nothing_back_from_the_device(method, tmp_path, monkeypatch):
+    trainer, counter, model = _count_reads(tmp_path, monkeypatch, method=method)
     assert trainer.global_step == 13 and counter.quiet_steps == [1, 2, 3, 6, 7, 8, 11, 12]
     assert counter.reads == [], "host reads in quiet steps:\n" + "\n".join(map(str, counter.reads))
     assert model.logged_loss is not None  # the progress bar's loss, read at the logging steps only

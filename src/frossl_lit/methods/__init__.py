@@ -2,8 +2,11 @@ from frossl_lit.methods.barlow_twins import BarlowTwins
 from frossl_lit.methods.base import Branches, SSLMethod
 from frossl_lit.methods.frossl import FroSSL
 from frossl_lit.methods.mmcr import MMCR
+from frossl_lit.methods.mocov2 import MoCoV2
 from frossl_lit.methods.momentum import MomentumMethod
 from frossl_lit.methods.simclr import SimCLR
 from frossl_lit.methods.vicreg import VICReg
 
-__all__ = ["BarlowTwins", "Branches", "FroSSL", "MMCR", "MomentumMethod", "SSLMethod", "SimCLR", "VICReg"]
+__all__ = [
+    "BarlowTwins", "Branches", "FroSSL", "MMCR", "MoCoV2", "MomentumMethod", "SSLMethod", "SimCLR", "VICReg",
+]
