@@ -107,8 +107,8 @@ def _assert_same(a, b, where="run"):
         assert a == b, where
 
 
-# the stateful methods: an EMA target with its momentum schedule and a queue with its pointer (MoCo)
-@pytest.mark.parametrize("method", ["mocov2"])
+# the stateful methods: an EMA target with its momentum schedule (BYOL), and a queue with its pointer (MoCo)
+@pytest.mark.parametrize("method", ["byol", "mocov2"])
 def test_a_stateful_method_stopped_mid_epoch_resumes_to_the_same_state_bit_for_bit(method, tmp_path):
     run = [*RUN, f"method={method}", "method.queue_size=256" if method == "mocov2" else "method.momentum_start=0.9",
            "callbacks.knn=null", "callbacks.probe=null", "callbacks.checkpoint_best=null"]
@@ -120,7 +120,7 @@ def test_a_stateful_method_stopped_mid_epoch_resumes_to_the_same_state_bit_for_b
     assert resumed["global_step"] == whole["global_step"] == 44
     state = _run_state(tmp_path / "resumed" / "checkpoints" / "last.ckpt")
     _assert_same(state, _run_state(tmp_path / "whole" / "checkpoints" / "last.ckpt"))
-    stateful = {"mocov2": "queue.keys"}[method]
+    stateful = {"byol": "target.backbone.features.0.weight", "mocov2": "queue.keys"}[method]
     assert stateful in state["state_dict"] and "target_momentum" in state["state_dict"]
 
 

@@ -1,5 +1,6 @@
 from frossl_lit.methods.barlow_twins import BarlowTwins
 from frossl_lit.methods.base import Branches, SSLMethod
+from frossl_lit.methods.byol import BYOL
 from frossl_lit.methods.frossl import FroSSL
 from frossl_lit.methods.mmcr import MMCR
 from frossl_lit.methods.mocov2 import MoCoV2
@@ -8,5 +9,6 @@ from frossl_lit.methods.simclr import SimCLR
 from frossl_lit.methods.vicreg import VICReg
 
 __all__ = [
-    "BarlowTwins", "Branches", "FroSSL", "MMCR", "MoCoV2", "MomentumMethod", "SSLMethod", "SimCLR", "VICReg",
+    "BYOL", "BarlowTwins", "Branches", "FroSSL", "MMCR", "MoCoV2", "MomentumMethod", "SSLMethod", "SimCLR",
+    "VICReg",
 ]
