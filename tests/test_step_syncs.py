@@ -77,8 +77,8 @@ def _count_reads(tmp_path, monkeypatch, extra_callbacks=(), method="frossl") -> 
     return trainer, counter, model
 
 
-# the default method, and one with a target network and a queue (MoCo)
-@pytest.mark.parametrize("method", ["frossl", "mocov2"])
+# the default method, and one of each kind of state: a target network with a queue (MoCo), a predictor (SimSiam)
+@pytest.mark.parametrize("method", ["frossl", "mocov2", "simsiam"])
 def test_a_quiet_training_step_reads_nothing_back_from_the_device(method, tmp_path, monkeypatch):
     trainer, counter, model = _count_reads(tmp_path, monkeypatch, method=method)
     assert trainer.global_step == 13 and counter.quiet_steps == [1, 2, 3, 6, 7, 8, 11, 12]

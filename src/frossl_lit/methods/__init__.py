@@ -6,9 +6,10 @@ from frossl_lit.methods.mmcr import MMCR
 from frossl_lit.methods.mocov2 import MoCoV2
 from frossl_lit.methods.momentum import MomentumMethod
 from frossl_lit.methods.simclr import SimCLR
+from frossl_lit.methods.simsiam import SimSiam
 from frossl_lit.methods.vicreg import VICReg
 
 __all__ = [
     "BYOL", "BarlowTwins", "Branches", "FroSSL", "MMCR", "MoCoV2", "MomentumMethod", "SSLMethod", "SimCLR",
-    "VICReg",
+    "SimSiam", "VICReg",
 ]
