@@ -16,10 +16,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 
 from frossl_lit.distributed import LOCAL, Collective
-from frossl_lit.losses.common import float32_maths
+from frossl_lit.losses.common import float32_maths, unit_rows
 
 
 @float32_maths
@@ -35,12 +34,15 @@ def byol_loss(
     if not 1 <= len(targets) <= len(predictions):
         raise ValueError(f"BYOL needs target projections of 1 to {len(predictions)} views, got {len(targets)}")
     n = predictions[0].shape[0] * collective.world_size
-    cosine_sum, pairs = predictions[0].new_zeros(()), 0
+    # Σ_(v≠t) p̂_v · ẑ_t = (Σ_v p̂_v − p̂_t) · ẑ_t: each view normalised once, one product per target view, so the
+    # cost grows with V, not with the V·(V − 1) pairs
+    unit_predictions = [unit_rows(p) for p in predictions]
+    all_predictions = torch.stack(unit_predictions).sum(dim=0)
+    cosine_sum = predictions[0].new_zeros(())
     for t, target in enumerate(targets):
-        target = target.detach()
-        for v, prediction in enumerate(predictions):
-            if v != t:
-                cosine_sum = cosine_sum + collective.sum(F.cosine_similarity(prediction, target, dim=-1).sum()) / n
-                pairs += 1
+        others = all_predictions - unit_predictions[t]
+        cosine_sum = cosine_sum + (others * unit_rows(target.detach())).sum()
+    cosine_sum = collective.sum(cosine_sum) / n
+    pairs = len(targets) * (len(predictions) - 1)
     total = 2 * pairs - 2 * cosine_sum
     return total, {"cosine_similarity": cosine_sum / pairs}
