@@ -53,24 +53,26 @@ def test_every_experiment_preset_trains_with_its_own_values(preset, tmp_path):
     extra = make_tiny_dataset(dataset, tmp_path / "run" / "data", num_recipes=len(published.augment.recipes))
     seen = f"+callbacks.seen={{_target_: {__name__}.Seen}}"
     cfg = compose_config([f"experiment={preset}", *SMOKE, *extra, seen], tmp_path / "run")
-    if published.preset.get("source"):  # the published settings all use LARS at lr × batch / 256
-        assert cfg.schedule.optimizer._target_ == "timm.optim.Lars" and cfg.schedule.lr_reference_batch == 256
+    if published.preset.get("source"):  # the published settings all use LARS or SGD at lr × batch / 256
+        assert cfg.schedule.optimizer._target_ in ("timm.optim.Lars", "torch.optim.SGD") and cfg.schedule.lr_reference_batch == 256
     summary = train(cfg)
     assert summary["global_step"] == 2 and summary["method"] == method and summary["data"] == dataset
     # what trained is the preset's: method weights, views, backbone, optimizer (lr scaled by batch 4 / 256)
     trained = Seen.last
     for key, value in published.method.items():
-        if key not in ("_target_", "projector"):
+        if key not in ("_target_", "projector", "predictor"):
             assert trained["hparams"][key] == value, f"{preset}: method.{key}"
     assert trained["views"] == published.augment.num_views + published.augment.small_views
     assert trained["backbone"] == ("SmallCNN" if "SmallCNN" in published.backbone._target_ else "ResNet")
     optimizer = published.schedule.optimizer
-    decay, no_decay = trained["groups"][:2]
     scale = 4 / published.schedule.lr_reference_batch if published.schedule.get("lr_reference_batch") else 1.0
-    assert decay["initial_lr"] == pytest.approx(optimizer.lr * scale)
-    assert no_decay["initial_lr"] == pytest.approx(optimizer.lr * scale * published.schedule.get("no_decay_lr_scale", 1.0))
-    assert decay["weight_decay"] == pytest.approx(optimizer.weight_decay) and no_decay["weight_decay"] == 0.0
-    assert decay.get("momentum") == optimizer.get("momentum")
+    for group in trained["groups"]:  # weights (and a static-lr predictor's), then biases + norms unless they decay too
+        no_decay = group["weight_decay"] == 0.0
+        lr_scale = published.schedule.get("no_decay_lr_scale", 1.0) if no_decay else 1.0
+        assert group["initial_lr"] == pytest.approx(optimizer.lr * scale * lr_scale)
+        assert group.get("momentum") == optimizer.get("momentum")
+    assert {g["weight_decay"] for g in trained["groups"]} == (
+        {optimizer.weight_decay} if published.schedule.get("decay_bias_and_norm") else {optimizer.weight_decay, 0.0})
 
 
 def test_paper_schedule_scales_lr_by_global_batch_and_warms_up(tmp_path):

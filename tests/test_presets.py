@@ -3,7 +3,9 @@
 The sources are transcribed in ``tests/reference/published_settings.yaml`` (a copy of the project's shared
 reference: OFSkean/FroSSL, solo-learn and the official VICReg / Barlow Twins code, each field with its source path
 and commit) and, for the paper-era FroSSL settings, ``tests/reference/paper_era_settings.yaml`` (the same layout,
-transcribed from the official repository's history; its variants are added beside the others). For each preset this test composes the real config, reads the same canonical fields out of the config
+transcribed from the official repository's history; its variants are added beside the others) and, for SimCLR,
+MoCo v2+, BYOL and SimSiam, ``tests/reference/baselines_settings.yaml`` (solo-learn and the official FroSSL repository's
+STL-10 baselines, same layout, with their notes beside it). For each preset this test composes the real config, reads the same canonical fields out of the config
 and out of the reference, and compares them. A preset lists each deliberate deviation under ``preset.deviations``
 with its reason; the test skips those fields and checks that they really do differ (so the list stays true).
 """
@@ -26,6 +28,9 @@ REFERENCE = yaml.safe_load((_REFERENCE_DIR / "published_settings.yaml").read_tex
 for _entry, _variants in yaml.safe_load((_REFERENCE_DIR / "paper_era_settings.yaml").read_text()).items():
     assert not set(_variants) & set(REFERENCE[_entry]), f"paper-era variants must not replace {_entry}'s"
     REFERENCE[_entry].update(_variants)
+_BASELINES = yaml.safe_load((_REFERENCE_DIR / "baselines_settings.yaml").read_text())
+assert not set(_BASELINES) - {"_meta"} & set(REFERENCE), "the baselines' transcription must not replace an entry"
+REFERENCE.update({entry: variants for entry, variants in _BASELINES.items() if entry != "_meta"})
 # presets that reproduce a published setting (``preset.source``); the laptop preset is this project's own
 PRESETS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml") if "\n  source:" in p.read_text())
 PRECISION = {"32": "32-true", "16-mixed": "16-mixed", "16": "16-mixed"}
@@ -59,19 +64,48 @@ def _number(value) -> float | None:
     return None if value is None else float(value)
 
 
+def _head(block: dict, name: str) -> dict:
+    """A projector's or predictor's widths, biases and norms, read from the transcribed layer structure: either the
+    short form ("Linear-BN-ReLU, Linear (all Linear with bias)", "bias=False" where a layer has none) or the layer by
+    layer form of the baselines ("Linear(512->hidden, bias)-BatchNorm1d(hidden, affine)-ReLU-Linear(...)")."""
+    structure = block["structure"]
+    by_layer = "->" in structure  # the baselines' form names each layer's widths
+    layers = structure.split("-Linear(") if by_layer else structure.split(",")
+    last = layers[-1]
+    return {
+        f"{name}.hidden_dims": [block["hidden_dim"]] * (block["num_linear_layers"] - 1),
+        f"{name}.out_dim": block["output_dim"],
+        f"{name}.hidden_bias": "bias=False" not in layers[0],
+        # a bias that is frozen and followed by an affine-free BatchNorm is removed by that norm: no bias
+        f"{name}.last_bias": "bias=False" not in last and "frozen" not in last,
+        f"{name}.hidden_norm": "no BatchNorm" not in structure and ("BN" in layers[0] or "BatchNorm1d" in layers[0]),
+        # (the short form's "then BatchNorm1d(affine=False) before cross-correlation" is Barlow Twins' loss, not a layer)
+        f"{name}.last_norm": by_layer and "affine=False" in last,
+    }
+
+
+# method → its loss fields: (field here, key in the transcription's loss block)
+LOSS_FIELDS = {
+    "simclr": [("temperature", "temperature")],
+    "mocov2": [("temperature", "temperature"), ("queue_size", "queue_size"), ("momentum_start", "base_tau"), ("momentum_end", "final_tau")],
+    "byol": [("momentum_start", "base_tau"), ("momentum_end", "final_tau")],
+    "simsiam": [],
+}
+
+
 def expected_fields(key: str, method: str) -> dict:
     """The canonical fields of a published source."""
     ref = source_block(key)
-    stem, structure = ref["backbone"]["stem"], ref["projector"]["structure"]
+    stem = ref["backbone"]["stem"]
     fields = {
         "backbone.name": ref["backbone"]["name"],
         "backbone.cifar_stem": stem.startswith("CIFAR stem"),
         "backbone.zero_init_residual": "zero_init_residual=True" in stem,
-        "projector.hidden_dims": [ref["projector"]["hidden_dim"]] * (ref["projector"]["num_linear_layers"] - 1),
-        "projector.out_dim": ref["projector"]["output_dim"],
-        "projector.hidden_bias": "bias=False" not in structure.split(",")[0],
-        "projector.last_bias": "bias=False" not in structure.split(",")[-1],
+        **_head(ref["projector"], "projector"),
     }
+    if "predictor" in ref:
+        fields.update({k: v for k, v in _head(ref["predictor"], "predictor").items() if k != "predictor.out_dim"})
+        fields["predictor.static_lr"] = bool(ref["predictor"].get("static_lr", False))
     if fields["backbone.cifar_stem"]:
         fields["backbone.stem_padding"] = 2 if "padding=2" in stem else 1
     loss = ref["loss"]
@@ -81,6 +115,8 @@ def expected_fields(key: str, method: str) -> dict:
             "loss.formulation": loss.get("formulation", "official"),  # the current official loss unless stated
             "loss.balance_views": False,  # presets reproduce their source: the invariance weighted as it weighs it
         })
+    elif method in LOSS_FIELDS:
+        fields.update({f"loss.{ours}": loss[theirs] for ours, theirs in LOSS_FIELDS[method]})
     elif method == "vicreg":
         solo_family = not key.endswith(".official")  # solo-learn's variance term has no /2: its 25 is 50 here
         fields.update({
@@ -107,15 +143,16 @@ def expected_fields(key: str, method: str) -> dict:
         fields["batch.per_device"], fields["batch.devices"] = batch["per_gpu"], batch["num_gpus"]
 
     opt = ref["optimizer"]
+    sgd = opt["name"] == "sgd"  # solo-learn's SGD: no LARS terms, weight decay on every parameter (exclude_bias_n_norm_wd off)
     fields.update({
         "optimizer.name": opt["name"],
         "optimizer.lr": opt.get("lr_in_yaml", opt.get("base_lr", opt.get("lr_weights_base"))),
         "optimizer.lr_reference_batch": 256,
-        "optimizer.weight_decay": opt["weight_decay"],
-        "optimizer.eta": opt["lars_eta"],
-        "optimizer.clip_lr": opt["clip_lr"],
+        "optimizer.weight_decay": float(opt["weight_decay"]),
+        "optimizer.eta": None if sgd else opt["lars_eta"],
+        "optimizer.clip_lr": None if sgd else opt["clip_lr"],
         "optimizer.momentum": opt["momentum"],
-        "optimizer.exclude_bias_n_norm": opt["exclude_bias_n_norm"],
+        "optimizer.exclude_bias_n_norm": False if sgd else opt["exclude_bias_n_norm"],
         "optimizer.no_decay_lr_scale": opt["lr_biases_base"] / opt["lr_weights_base"] if "lr_biases_base" in opt else 1.0,
     })
     sched = ref["scheduler"]
@@ -177,17 +214,29 @@ def preset_fields(cfg) -> dict:
         "backbone.name": cfg.backbone.get("name"),
         "backbone.cifar_stem": cfg.backbone.get("cifar_stem"),
         "backbone.zero_init_residual": cfg.backbone.get("zero_init_residual"),
-        "projector.hidden_dims": list(cfg.method.projector.hidden_dims),
-        "projector.out_dim": cfg.method.projector.out_dim,
-        "projector.hidden_bias": cfg.method.projector.get("hidden_bias", True),
-        "projector.last_bias": cfg.method.projector.get("last_bias", True),
     }
+    heads = {"projector": cfg.method.projector, "predictor": cfg.method.get("predictor")}
+    for name, head in heads.items():
+        if head is None:
+            continue
+        fields.update({
+            f"{name}.hidden_dims": list(head.hidden_dims),
+            f"{name}.hidden_bias": head.get("hidden_bias", True),
+            f"{name}.last_bias": head.get("last_bias", True),
+            f"{name}.hidden_norm": head.get("hidden_norm", True),
+            f"{name}.last_norm": head.get("last_norm", False),
+        })
+    fields["projector.out_dim"] = cfg.method.projector.out_dim
+    if heads["predictor"] is not None:
+        fields["predictor.static_lr"] = bool(cfg.method.get("predictor_static_lr", False))
     if cfg.backbone.get("cifar_stem"):
         fields["backbone.stem_padding"] = cfg.backbone.stem_padding
     if method == "FroSSL":
         fields.update({k: cfg.method[k.split(".")[1]] for k in ("loss.invariance_weight", "loss.formulation", "loss.balance_views")})
     elif method == "VICReg":
         fields.update({k: cfg.method[k.split(".")[1]] for k in ("loss.invariance_weight", "loss.variance_weight", "loss.covariance_weight")})
+    elif method.lower() in LOSS_FIELDS:
+        fields.update({f"loss.{ours}": cfg.method[ours] for ours, _ in LOSS_FIELDS[method.lower()]})
     else:
         fields.update({k: cfg.method[k.split(".")[1]] for k in ("loss.off_diagonal_weight", "loss.scale")})
     fields["views.num_views"], fields["views.small_views"] = cfg.augment.num_views, cfg.augment.small_views
@@ -195,14 +244,14 @@ def preset_fields(cfg) -> dict:
     fields["batch.devices"] = cfg.trainer.devices * cfg.trainer.num_nodes
     opt, sched = cfg.schedule.optimizer, cfg.schedule.lr_scheduler
     fields.update({
-        "optimizer.name": "lars" if opt._target_ == "timm.optim.Lars" else opt._target_,
+        "optimizer.name": {"timm.optim.Lars": "lars", "torch.optim.SGD": "sgd"}.get(opt._target_, opt._target_),
         "optimizer.lr": opt.lr,
         "optimizer.lr_reference_batch": cfg.schedule.get("lr_reference_batch"),
         "optimizer.weight_decay": opt.weight_decay,
         "optimizer.eta": opt.get("trust_coeff"),
         "optimizer.clip_lr": opt.get("trust_clip"),
         "optimizer.momentum": opt.get("momentum"),
-        "optimizer.exclude_bias_n_norm": True,  # always: frossl_lit.optim.param_groups.split_weight_decay
+        "optimizer.exclude_bias_n_norm": not cfg.schedule.get("decay_bias_and_norm", False),  # optim.param_groups
         "optimizer.no_decay_lr_scale": cfg.schedule.get("no_decay_lr_scale", 1.0),
         "scheduler.warmup_epochs": sched.warmup_epochs,
         "scheduler.warmup_start_lr": float(sched.get("warmup_start_lr") or 0.0),
