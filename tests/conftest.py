@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import os
 import pickle
@@ -174,10 +175,16 @@ def tiny_dataset(request, tmp_path) -> tuple[str, list[str]]:
 
 
 def compose_raw(overrides: list[str], config_name: str = "train", return_hydra_config: bool = False):
-    """Compose ``config_name`` from the package's conf/ as-is (no runtime fields set)."""
+    """Compose ``config_name`` from the package's conf/ as-is (no runtime fields set). Compositions are shared by
+    the whole session (the preset tests compose each preset in several modules); each caller gets its own copy."""
+    return copy.deepcopy(_compose_once(tuple(overrides), config_name, return_hydra_config))
+
+
+@functools.cache
+def _compose_once(overrides: tuple[str, ...], config_name: str, return_hydra_config: bool):
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(config_name, overrides=overrides, return_hydra_config=return_hydra_config)
+        return compose(config_name, overrides=list(overrides), return_hydra_config=return_hydra_config)
 
 
 def free_port() -> int:

@@ -29,7 +29,8 @@ SMOKE = [
     "method.projector.hidden_dims=[64]", "method.projector.out_dim=32", "data.batch_size=4", "data.eval_batch_size=8",
     "data.num_workers=0", "callbacks.spectrum.every_n_steps=1", "model.compile=false", "model.channels_last=false",
     # a ResNet's checkpoints, plots and kNN passes are most of a smoke run; test_resume.py and test_train.py cover them
-    "callbacks.checkpoint_best=null", "callbacks.checkpoint_last=null", "callbacks.plots=null", "callbacks.knn=null",
+    "callbacks.checkpoint_best=null", "callbacks.checkpoint_last=null", "+trainer.enable_checkpointing=false",
+    "callbacks.plots=null", "callbacks.knn=null",
 ]
 
 
