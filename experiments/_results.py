@@ -12,9 +12,20 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
+def cpu_model() -> str:
+    """The CPU's model name as lscpu reports it (``/proc/cpuinfo``), or the platform's processor string."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
 def append_report(out: str, title: str, table: str, details: str = "") -> Path:
     """Append ``## <date> — <title>, <machine>`` + the command that ran + ``details`` + ``table`` to ``out``."""
-    machine = f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores"
+    machine = f"{cpu_model()}, {platform.machine()}, {len(os.sched_getaffinity(0))} cores"
     report = (
         f"\n## {time.strftime('%Y-%m-%d %H:%M')} — {title}, {machine}\n\n"
         f"Command: `python {shlex.join(sys.argv)}`\n\n" + (f"{details}\n\n" if details else "") + f"{table}\n"
