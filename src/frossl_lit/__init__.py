@@ -1,4 +1,5 @@
-"""frossl_lit: FroSSL, VICReg and Barlow Twins on PyTorch Lightning + Hydra (see README.md)."""
+"""frossl_lit: FroSSL and the SSL baselines it is compared with (VICReg, Barlow Twins, MMCR, SimCLR, MoCo v2+, BYOL,
+SimSiam) on PyTorch Lightning + Hydra (see README.md)."""
 
 from frossl_lit.resolvers import register as _register_resolvers
 

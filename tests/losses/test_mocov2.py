@@ -117,6 +117,13 @@ def test_trains_from_its_config_and_pushes_every_step_into_the_queue(tmp_path):
     torch.testing.assert_close(state["queue.keys"].norm(dim=-1), torch.ones(2, 1024))
 
 
+def test_with_gradient_accumulation_every_micro_batch_is_enqueued(tmp_path):
+    train(compose_config([*TINY, "method=mocov2", "method.queue_size=1024", "trainer.max_steps=2",
+                          "+trainer.accumulate_grad_batches=2", "callbacks.knn=null"], tmp_path))
+    state = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    assert state["queue.pointer"].item() == 2 * 2 * 64
+
+
 @pytest.mark.parametrize("overrides,message", [
     (["method.queue_size=32"], r"method.queue_size=32 must be a whole number of keys of at least one global batch \(64\)"),
     (["method.queue_size=100", "data.batch_size=128"], r"method.queue_size=100 .* \(128\)"),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.conftest import CONF_DIR, TINY, run_cli
 
 METHODS = sorted(p.stem for p in (CONF_DIR / "method").glob("*.yaml"))
@@ -18,3 +20,15 @@ def test_every_method_joins_one_multirun(tmp_path):
     assert sorted(p.name.split("_", 1)[1] for p in jobs) == [f"{m}_digits" for m in METHODS]
     summaries = [json.loads((job / "summary.json").read_text()) for job in jobs]
     assert {s["method"] for s in summaries} == set(METHODS) and all(s["global_step"] == 2 for s in summaries)
+
+
+@pytest.mark.slow  # 8-9 minutes on 2 cores: the acceptance command, digits with every default
+def test_the_contrastive_and_asymmetric_baselines_gain_five_knn_points_on_digits(tmp_path):
+    sweep = tmp_path / "sweep"
+    result = run_cli(["-m", "method=simclr,mocov2,byol,simsiam", "trainer.enable_progress_bar=false",
+                      f"hydra.sweep.dir={sweep}"], cwd=tmp_path, timeout=1500)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summaries = {s["method"]: s for s in (json.loads(p.read_text()) for p in sweep.glob("*/summary.json"))}
+    assert sorted(summaries) == ["byol", "mocov2", "simclr", "simsiam"]
+    for method, summary in summaries.items():
+        assert summary["knn_top1"] >= summary["knn_top1_init"] + 0.05, (method, summary["knn_top1_init"], summary["knn_top1"])

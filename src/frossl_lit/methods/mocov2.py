@@ -22,7 +22,7 @@ class MoCoV2(MomentumMethod):
         super().__init__(**base)
         self.temperature = temperature
         self.queue = KeyQueue(2, queue_size, self.projector.out_dim)
-        self._keys = None  # this step's keys, enqueued once the optimizer has stepped
+        self._pending: list[list] = []  # each micro-batch's keys since the last step, enqueued once the optimizer stepped
 
     def setup(self, stage: str) -> None:
         """The queue must hold at least one global batch (checked on the config too, where the device count is a
@@ -38,7 +38,8 @@ class MoCoV2(MomentumMethod):
 
     def embed_targets(self, views):
         keys = super().embed_targets(views)
-        self._keys = [unit_rows(k) for k in keys]
+        if self.training:
+            self._pending.append([unit_rows(k) for k in keys])
         return keys
 
     def loss(self, branches):
@@ -46,6 +47,8 @@ class MoCoV2(MomentumMethod):
 
     def after_optimizer_step(self) -> None:
         super().after_optimizer_step()
-        if self._keys is not None:
-            self.queue.push(self._keys)
-            self._keys = None
+        # with gradient accumulation every micro-batch's keys are enqueued (solo-learn enqueues each at once; here they
+        # wait for the step, so the micro-batches of one step see the same queue)
+        for keys in self._pending:
+            self.queue.push(keys)
+        self._pending = []
