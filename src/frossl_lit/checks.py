@@ -179,6 +179,11 @@ def _check_method_hyperparameters(cfg: DictConfig) -> None:
         _check(cfg, f"method.{key}", lambda v: _number(v) and 0 <= v <= 1, "is a momentum: it must lie in [0, 1]",
                f"e.g. method.{key}={0.99 if key == 'momentum_start' else 1.0}")
     method = cfg.get("method") or {}
+    target = method.get("_target_")
+    if target and getattr(get_class(target), "requires_predictor", False) and method.get("predictor") is None:
+        name = target.rsplit(".", 1)[-1]
+        _fail("method.predictor", None, f"is needed: {name} predicts one branch from the other",
+              f"drop the method.predictor=null override: conf/method/{name.lower()}.yaml sets one (method.predictor.hidden_dims=[...] changes its width)")
     if _number(method.get("momentum_start")) and _number(method.get("momentum_end")) and method.momentum_start > method.momentum_end:
         _fail("method.momentum_start", method.momentum_start, f"exceeds method.momentum_end={method.momentum_end}",
               "the momentum grows towards its end value, e.g. method.momentum_start=0.99 method.momentum_end=1.0")

@@ -75,6 +75,7 @@ def test_trains_from_its_config_and_the_target_follows_the_online_network(tmp_pa
     (["method.momentum_start=1.2"], r"method.momentum_start=1.2 is a momentum: it must lie in \[0, 1\]"),
     (["method.momentum_start=0.999", "method.momentum_end=0.99"], r"method.momentum_start=0.999 exceeds method.momentum_end=0.99"),
     (["method.momentum_schedule=linear"], r"method.momentum_schedule='linear' must be cosine or constant"),
+    (["method.predictor=null"], r"method.predictor=None is needed: BYOL predicts one branch from the other; drop the"),
 ])
 def test_bad_momenta_are_one_line_before_the_run(overrides, message, tmp_path):
     from frossl_lit.errors import UserError

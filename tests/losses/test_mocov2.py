@@ -14,7 +14,13 @@ from frossl_lit.losses.mocov2 import mocov2_loss
 from frossl_lit.methods.queue import KeyQueue
 from frossl_lit.train import train
 from tests.conftest import TINY, compose_config
-from tests.ddp_harness import LOCAL_BATCH, WORLD, assert_global_batch_exact, assert_per_gpu_is_each_ranks_own, run_on_two_ranks
+from tests.ddp_harness import (
+    LOCAL_BATCH,
+    WORLD,
+    assert_global_batch_exact,
+    assert_per_gpu_is_each_ranks_own,
+    run_on_two_ranks,
+)
 
 
 def reference(q: list[np.ndarray], k: list[np.ndarray], queues: np.ndarray, t: float) -> float:

@@ -83,6 +83,8 @@ class SSLMethod(L.LightningModule):
     # (min, max) total views (augment.num_views + augment.small_views) the loss takes; max None: no limit.
     # Checked on the config before the run starts (frossl_lit.checks).
     views_supported: tuple[int, int | None] = (2, None)
+    # a method whose loss reads Branches.predictions (checked on the config: method.predictor must not be null)
+    requires_predictor = False
 
     def __init__(
         self,

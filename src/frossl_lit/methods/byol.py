@@ -12,6 +12,7 @@ class BYOL(MomentumMethod):
 
     name = "byol"
     views_supported = (2, None)
+    requires_predictor = True
 
     def __init__(self, **base) -> None:
         if base.get("predictor") is None:

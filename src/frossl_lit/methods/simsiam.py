@@ -12,6 +12,7 @@ class SimSiam(SSLMethod):
 
     name = "simsiam"
     views_supported = (2, 2)
+    requires_predictor = True
 
     def __init__(self, *, predictor_static_lr: bool = True, **base) -> None:
         if base.get("predictor") is None:
