@@ -30,7 +30,7 @@ SMOKE = [
     "data.num_workers=0", "callbacks.spectrum.every_n_steps=1", "model.compile=false", "model.channels_last=false",
     # a ResNet's checkpoints, plots and kNN passes are most of a smoke run; test_resume.py and test_train.py cover them
     "callbacks.checkpoint_best=null", "callbacks.checkpoint_last=null", "+trainer.enable_checkpointing=false",
-    "callbacks.plots=null", "callbacks.knn=null",
+    "callbacks.plots=null", "callbacks.knn=null", "callbacks.labelfree=null",
 ]
 
 

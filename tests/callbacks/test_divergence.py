@@ -12,7 +12,7 @@ from frossl_lit.checkpointing import DivergedError, non_finite_tensors
 from frossl_lit.train import train
 from tests.conftest import TINY, compose_config, run_cli
 
-EXPLODE = [*TINY, "schedule.optimizer.lr=1e6", "trainer.max_epochs=3", "callbacks.knn=null"]
+EXPLODE = [*TINY, "schedule.optimizer.lr=1e6", "trainer.max_epochs=3", "callbacks.knn=null", "callbacks.labelfree=null"]
 
 
 def test_a_diverging_run_stops_at_the_step_and_writes_no_non_finite_checkpoint(tmp_path):
@@ -27,7 +27,7 @@ def test_lr_1e6_on_digits_stops_in_the_first_epoch_and_last_ckpt_is_finite(tmp_p
     """The acceptance (digits defaults: 5 steps per epoch, a check every 10 steps): the bad steps' updates were
     never applied, the epoch checkpoints hold finite weights, and the guard stops within the epoch that diverged."""
     with pytest.raises(DivergedError, match=r"^non-finite loss at step (\d+) .* stopped at step (\d+)") as info:
-        train(compose_config(["schedule.optimizer.lr=1e6", "callbacks.knn=null", "trainer.enable_progress_bar=false"], tmp_path))
+        train(compose_config(["schedule.optimizer.lr=1e6", "callbacks.knn=null", "callbacks.labelfree=null", "trainer.enable_progress_bar=false"], tmp_path))
     bad_step, stop_step = map(int, re.search(r"at step (\d+) .* stopped at step (\d+)", str(info.value)).groups())
     assert bad_step // 5 == (stop_step - 1) // 5  # stopped in the epoch where it happened
     last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False, map_location="cpu")

@@ -194,7 +194,7 @@ def test_a_run_stopped_mid_epoch_on_a_stream_resumes_to_the_same_weights(tmp_pat
 
     native = datamodule(compose_config(TINY, tmp_path / "convert").data)
     write_stream(native, str(tmp_path / "stream"), progress=False)
-    run = [*RUN, "data.format=litdata", f"data.stream={tmp_path / 'stream'}", "callbacks.knn=null", "callbacks.probe=null",
+    run = [*RUN, "data.format=litdata", f"data.stream={tmp_path / 'stream'}", "callbacks.knn=null", "callbacks.labelfree=null", "callbacks.probe=null",
            "callbacks.checkpoint_best=null"]
     whole = train(compose_config(run, tmp_path / "whole"))
     first = compose_config([*run, "+callbacks.crash._target_=tests.test_resume.CrashAfter", "+callbacks.crash.step=31"], tmp_path / "first")

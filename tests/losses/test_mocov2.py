@@ -125,7 +125,7 @@ def test_trains_from_its_config_and_pushes_every_step_into_the_queue(tmp_path):
 
 def test_with_gradient_accumulation_every_micro_batch_is_enqueued(tmp_path):
     train(compose_config([*TINY, "method=mocov2", "method.queue_size=1024", "trainer.max_steps=2",
-                          "+trainer.accumulate_grad_batches=2", "callbacks.knn=null"], tmp_path))
+                          "+trainer.accumulate_grad_batches=2", "callbacks.knn=null", "callbacks.labelfree=null"], tmp_path))
     state = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
     assert state["queue.pointer"].item() == 2 * 2 * 64
 

@@ -13,7 +13,7 @@ METHODS = sorted(p.stem for p in (CONF_DIR / "method").glob("*.yaml"))
 
 def test_every_method_joins_one_multirun(tmp_path):
     sweep = tmp_path / "sweep"
-    result = run_cli(["-m", f"method={','.join(METHODS)}", *TINY, "trainer.max_steps=2", "callbacks.knn=null",
+    result = run_cli(["-m", f"method={','.join(METHODS)}", *TINY, "trainer.max_steps=2", "callbacks.knn=null", "callbacks.labelfree=null",
                       "callbacks.checkpoint_best.monitor=val/probe_top1", f"hydra.sweep.dir={sweep}"], cwd=tmp_path, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name[0].isdigit())

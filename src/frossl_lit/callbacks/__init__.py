@@ -1,5 +1,6 @@
 from frossl_lit.callbacks.divergence import DivergenceGuard
 from frossl_lit.callbacks.knn import KNNEvaluation
+from frossl_lit.callbacks.labelfree import LabelFreeEvaluation
 from frossl_lit.callbacks.online_probe import OnlineLinearProbe
 from frossl_lit.callbacks.plots import RunPlots, plot_run
 from frossl_lit.callbacks.progress import LossProgressBar
@@ -10,6 +11,7 @@ from frossl_lit.callbacks.throughput import ThroughputMonitor
 __all__ = [
     "DivergenceGuard",
     "KNNEvaluation",
+    "LabelFreeEvaluation",
     "LossProgressBar",
     "OnlineLinearProbe",
     "RunPlots",
