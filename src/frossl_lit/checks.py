@@ -120,7 +120,7 @@ def check_config(cfg: DictConfig) -> None:
     _check(cfg, "data.batch_size", _positive_int, "must be a positive whole number", batch_fix)
     _check(cfg, "data.eval_batch_size", _positive_int, "must be a positive whole number", "e.g. data.eval_batch_size=512")
     _check(cfg, "data.num_workers", lambda v: isinstance(v, int) and v >= 0, "must be >= 0", "e.g. data.num_workers=4")
-    for key in ("data.holdout_fraction", "data.val_fraction"):
+    for key in ("data.holdout_fraction", "data.val_fraction", "data.tune_fraction"):
         _check(cfg, key, lambda v: _number(v) and 0 <= v < 1, "is a fraction: it must lie in [0, 1)", f"e.g. {key}=0.1")
     _check(cfg, "data.train_fraction", lambda v: _number(v) and 0 < v <= 1, "is a fraction: it must lie in (0, 1]", "e.g. data.train_fraction=1.0")
     _check(cfg, "data.format", lambda v: v in FORMATS, f"must be {' or '.join(FORMATS)}", "e.g. data.format=litdata data.stream=DIR")

@@ -7,6 +7,7 @@ write the summary, return the metric a sweeper optimises.
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "epochs": trainer.current_epoch,
         "global_step": trainer.global_step,
         "world_size": trainer.world_size,
+        # source images one epoch trains on (all ranks): epochs to a threshold x this = images seen
+        "images_per_epoch": (int(trainer.num_training_batches * datamodule.batch_size * trainer.world_size)
+                             if math.isfinite(trainer.num_training_batches) else None),
         "wall_seconds": round(model.training_seconds, 2),  # training wall-clock over every resumed segment
         "run_dir": str(Path(cfg.paths.output_dir).resolve()),
         "best_checkpoint": best or None,
@@ -132,6 +136,12 @@ def _fail(message: str, status: int = 2) -> None:
     sys.exit(status)
 
 
+def _in_a_sweep() -> bool:
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     try:
@@ -139,6 +149,9 @@ def main(cfg: DictConfig) -> float | None:
     except UserError as error:
         _fail(str(error))
     except DivergedError as error:  # the run itself went wrong, not its configuration
+        if _in_a_sweep():  # one diverged setting is a failed trial (NaN to a sweeper), not the end of the sweep
+            print(f"\nfrossl_lit: this job failed: {error}\n", file=sys.stderr)
+            return float("nan")
         _fail(str(error), status=1)
     except InstantiationException as error:  # a constructor rejected a config value: show its own message
         cause = error.__cause__

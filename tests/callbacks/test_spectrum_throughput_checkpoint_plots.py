@@ -26,11 +26,21 @@ def test_effective_rank_counts_equal_eigenvalues():
 def test_spectrum_throughput_step_checkpoint_and_plots_in_one_fit(tmp_path):
     spectrum = SpectrumDiagnostics(every_n_steps=2)
     checkpoint = StepCheckpoint(dirpath=str(tmp_path / "checkpoints"), every_n_steps=2)
-    trainer, _ = tiny_fit(tmp_path, [spectrum, ThroughputMonitor(every_n_steps=2), checkpoint, RunPlots()], max_steps=5)
+    throughput = ThroughputMonitor(every_n_steps=2)
+    trainer, _ = tiny_fit(tmp_path, [spectrum, throughput, checkpoint, RunPlots()], max_steps=5)
     saved = np.load(tmp_path / "spectrum.npz")
     assert list(saved["steps"]) == [2, 4] and saved["eigenvalues"].shape == (2, 16)
     assert (np.diff(saved["eigenvalues"], axis=1) <= 1e-6).all()  # decreasing order
     assert trainer.callback_metrics["train/images_per_second"] > 0
+    # windows close at steps 2 and 4 and at the end (step 5): the first is left out as warm-up
+    assert [steps for _, steps, _ in throughput.windows] == [2, 2, 1]
+    summary = throughput.summary()
+    expected = sorted(seconds / steps for seconds, steps, _ in throughput.windows[1:])
+    assert summary["step_seconds"] == pytest.approx(sum(expected) / 2, abs=1e-5)  # the median of two
+    assert summary["peak_memory_kind"] == "host_rss" and 0.1 < summary["peak_memory_gib"] < 64
+    resumed = ThroughputMonitor()
+    resumed.load_state_dict(throughput.state_dict())
+    assert resumed.summary()["step_seconds"] == summary["step_seconds"]
     assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 4
     assert {p.name for p in plot_run(tmp_path)} == {"curves.png", "spectrum.png"}
     assert (tmp_path / "curves.png").stat().st_size > 1000
