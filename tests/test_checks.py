@@ -20,6 +20,7 @@ BAD = [
     (["augment.recipes.0.scale=[0.5,0.2]"], r"^augment\.recipes\.0\.scale=\[0\.5, 0\.2\] must be \[min, max\]"),
     (["augment.recipes.0.jitter_prob=1.5"], r"^augment\.recipes\.0\.jitter_prob=1\.5 is a probability"),
     (["data.val_fraction=1.2"], r"^data\.val_fraction=1\.2 is a fraction"),
+    (["data.tune_fraction=1.5"], r"^data\.tune_fraction=1\.5 is a fraction: it must lie in \[0, 1\); e\.g\. data\.tune_fraction=0\.1"),
     (["schedule.optimizer.lr=-1"], r"^schedule\.optimizer\.lr=-1 must be a positive finite learning rate"),
     (["callbacks.probe=null"], r"^callbacks\.checkpoint_best\.monitor='val/probe_top1' is logged by callbacks\.probe, which is off; monitor what runs"),
     (["data.format=parquet"], r"^data\.format='parquet' must be native or litdata"),
@@ -42,7 +43,8 @@ def test_a_bad_value_names_its_key_and_the_fix(overrides, message, tmp_path):
                                        ["trainer.fast_dev_run=true", "trainer.max_epochs=0"],
                                        ["callbacks.probe=null", "callbacks.checkpoint_best.monitor=val/knn_top1"],
                                        ["callbacks.probe=null", "callbacks.checkpoint_best=null"],
-                                       ["experiment=barlow_twins_cifar10_laptop"], ["experiment=frossl_cifar10_laptop", "method=frossl"]])
+                                       ["experiment=barlow_twins_cifar10_laptop"], ["experiment=frossl_cifar10_laptop", "method=frossl"],
+                                       ["data.tune_fraction=0.1"]])
 def test_good_configs_pass(overrides, tmp_path):
     check_config(compose_config(overrides, tmp_path))
 

@@ -41,12 +41,6 @@ def test_the_tuning_split_is_carved_from_training_images_and_never_touches_the_r
     assert torch.bincount(tuned._val.labels).min() > 0.8 * len(tune) / 10  # stratified
 
 
-def test_a_tuning_fraction_outside_0_1_gets_one_line(tmp_path):
-    result = run_cli(["data.tune_fraction=1.5", f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
-    assert result.returncode == 2
-    assert "data.tune_fraction" in result.stderr and "e.g. data.tune_fraction=0.1" in result.stderr
-
-
 def _compare(args: list[str], cwd: Path, **kwargs) -> subprocess.Popen:
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     return subprocess.Popen([sys.executable, "-m", "frossl_lit.compare", *args], cwd=cwd, env=env, start_new_session=True,
@@ -65,6 +59,19 @@ def test_a_study_dir_of_another_setting_is_refused_and_the_advice_works(tmp_path
     assert advised.returncode == 0, advised.stderr
     more = run_cli([*STUDY, f"dir={study}", "phases=[]", "study.tune.trials=3"], cwd=tmp_path, module="frossl_lit.compare")
     assert more.returncode == 0, more.stderr  # more trials extend a study
+
+
+def test_a_study_another_compare_process_holds_is_refused_until_it_lets_go(tmp_path):
+    import fcntl
+
+    study = tmp_path / "study"
+    study.mkdir()
+    with open(study / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a running compare holds it
+        busy = run_cli([*STUDY, f"dir={study}", "phases=[]"], cwd=tmp_path, module="frossl_lit.compare")
+    assert busy.returncode == 2 and "another compare process is running this study" in busy.stderr
+    free = run_cli([*STUDY, f"dir={study}", "phases=[]"], cwd=tmp_path, module="frossl_lit.compare")
+    assert free.returncode == 0, free.stderr
 
 
 @pytest.mark.parametrize("bad, says", [

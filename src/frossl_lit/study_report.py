@@ -229,7 +229,10 @@ def _plots(data: dict[str, Any], report: dict[str, Any], directory: Path) -> lis
     from frossl_lit.stats import mean_ci as ci
 
     names = []
-    figure, axes = plt.subplots(1, 2, figsize=(11, 4))
+    colours = plt.get_cmap("tab20").colors  # 20 distinct colours: a dozen methods never share one
+    style = {name: {"color": colours[(2 * i) % 20 if i < 10 else (2 * i + 1) % 20],
+                    "linestyle": ("-", "--", ":", "-.")[i // 10 % 4]} for i, name in enumerate(data["methods"])}
+    figure, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for name, m in data["methods"].items():
         curves = [c for c in m["curves"].values() if c]
         if not curves:
@@ -241,8 +244,8 @@ def _plots(data: dict[str, Any], report: dict[str, Any], directory: Path) -> lis
         epochs = [curves[0][i]["epochs"] for i in range(length)]
         seconds = [float(np.mean([c[i]["seconds"] for c in curves])) for i in range(length)]
         for axis, xs in ((axes[0], epochs), (axes[1], seconds)):
-            axis.plot(xs, mean, marker=".", label=name)
-            axis.fill_between(xs, mean - half, mean + half, alpha=0.2)
+            axis.plot(xs, mean, marker=".", label=name, **style[name])
+            axis.fill_between(xs, mean - half, mean + half, alpha=0.12, color=style[name]["color"])
     for t in data["thresholds"]:
         for axis in axes:
             axis.axhline(t, color="grey", linewidth=0.6, linestyle=":")
@@ -250,7 +253,7 @@ def _plots(data: dict[str, Any], report: dict[str, Any], directory: Path) -> lis
     axes[1].set_xlabel("training seconds (mean over seeds)")
     for axis in axes:
         axis.set_ylabel("kNN top-1 (reported split)")
-    axes[0].legend(fontsize=7)
+    axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     figure.suptitle("kNN top-1, mean and 95% band over seeds")
     figure.tight_layout()
     figure.savefig(directory / "knn_curves.png", dpi=110)
@@ -264,22 +267,25 @@ def _plots(data: dict[str, Any], report: dict[str, Any], directory: Path) -> lis
         rows = {}
         for name in report["results"]:
             r, tm = report["results"][name], report["timing"][name]
-            rows[name] = [tm["step_seconds"]["mean"], tm["peak_memory_gib"]["mean"], tm["seconds_to"][t]["mean"],
-                          r["crossings"][t]["epochs"]["mean"], r["hyperparameters"]["paper"]]
+            every_seed = r["crossings"][t]["reached"] == r["crossings"][t]["of"]  # else: as never reached
+            rows[name] = [tm["step_seconds"]["mean"], tm["peak_memory_gib"]["mean"],
+                          tm["seconds_to"][t]["mean"] if every_seed else None,
+                          r["crossings"][t]["epochs"]["mean"] if every_seed else None, r["hyperparameters"]["paper"]]
         values = np.array([[np.nan if v is None else float(v) for v in row] for row in rows.values()], dtype=float)
         largest = np.nanmax(np.where(np.isfinite(values), values, np.nan), axis=0) if len(values) else []
         angles = np.linspace(0, 2 * np.pi, len(axes_names), endpoint=False).tolist()
-        figure = plt.figure(figsize=(6, 6))
+        figure = plt.figure(figsize=(8, 6))
         axis = figure.add_subplot(polar=True)
         for (name, _), row in zip(rows.items(), values):
             scaled = [(v / m if m and np.isfinite(v) else 1.0) for v, m in zip(row, largest)]  # never reached: worst
-            axis.plot(angles + angles[:1], scaled + scaled[:1], label=name)
-            axis.fill(angles + angles[:1], scaled + scaled[:1], alpha=0.08)
+            axis.plot(angles + angles[:1], scaled + scaled[:1], label=name, **style[name])
+            axis.fill(angles + angles[:1], scaled + scaled[:1], alpha=0.05, color=style[name]["color"])
         axis.set_xticks(angles)
         axis.set_xticklabels(axes_names, fontsize=8)
         axis.set_ylim(0, 1.05)
-        axis.set_title(f"cost relative to the costliest method (smaller is better; never reaching {t} counts as 1)", fontsize=8)
-        axis.legend(fontsize=7, loc="lower right", bbox_to_anchor=(1.3, -0.1))
+        figure.suptitle(f"Each cost over the costliest method's (smaller is better).\nA method some seed of which never "
+                        f"reaches kNN {t} counts 1 on both axes to {t}.", fontsize=8)
+        axis.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.15, 0.5))
         figure.tight_layout()
         figure.savefig(directory / "efficiency.png", dpi=110)
         plt.close(figure)
