@@ -33,7 +33,9 @@ TINY = [
     "data.batch_size=64",
     "trainer.enable_progress_bar=false",
     "callbacks.spectrum.every_n_steps=2",
+    "callbacks.labelfree=null",  # on by default; the tests that use it drop this (WITH_LABELFREE)
 ]
+WITH_LABELFREE = [o for o in TINY if o != "callbacks.labelfree=null"]
 
 
 def compose_config(overrides: list[str], output_dir: Path):

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from frossl_lit.train import train
-from tests.conftest import REPO, TINY, compose_config, run_cli
+from tests.conftest import REPO, TINY, WITH_LABELFREE, compose_config, run_cli
 
 
 def _summary(run_dir):
@@ -89,7 +89,7 @@ def test_wandb_offline_without_key_or_network(tmp_path):
 
 def test_ddp_two_cpu_processes_one_summary(tmp_path):
     result = run_cli(
-        [*TINY, "trainer=ddp", "trainer.devices=2", "trainer.max_epochs=1", "data.batch_size=32", f"hydra.run.dir={tmp_path}/run"],
+        [*WITH_LABELFREE, "trainer=ddp", "trainer.devices=2", "trainer.max_epochs=1", "data.batch_size=32", f"hydra.run.dir={tmp_path}/run"],
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]

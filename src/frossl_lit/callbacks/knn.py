@@ -7,11 +7,12 @@ from typing import Any
 
 import lightning as L
 
+from frossl_lit.callbacks.schedule import ScheduledEvaluation
 from frossl_lit.distributed import gather_rows
 from frossl_lit.evaluation import knn_predict, model_features, top_k_metrics
 
 
-class KNNEvaluation(L.Callback):
+class KNNEvaluation(ScheduledEvaluation):
     """kNN top-1 (and top-5) of validation images against the training images, both un-augmented, in eval mode.
 
     Runs once before the first training step (``at_start``; the value is kept as ``initial_top1`` and logged as
@@ -57,26 +58,8 @@ class KNNEvaluation(L.Callback):
                     logger.log_metrics({"val/knn_top1": self.initial_top1}, step=trainer.global_step)
         self._clock_start, self._eval_seconds = time.perf_counter(), 0.0
 
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.last_step == trainer.global_step or trainer.global_step == 0:
-            return
-        result = self.evaluate(trainer, pl_module)
-        if result is not None:
-            self.last_top1, self.last_step = result["val/knn_top1"], trainer.global_step
-            for logger in trainer.loggers:
-                logger.log_metrics(result, step=trainer.global_step)
-
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking:
-            return
-        last_epoch = trainer.max_epochs is not None and trainer.current_epoch + 1 >= trainer.max_epochs
-        if (trainer.current_epoch + 1) % self.every_n_epochs and not last_epoch:
-            return
-        result = self.evaluate(trainer, pl_module)
-        if result is not None:
-            self.last_top1, self.last_step = result["val/knn_top1"], trainer.global_step
-            for name, value in result.items():
-                pl_module.log(name, value, sync_dist=False)
+    def record(self, result: dict[str, float], trainer: L.Trainer) -> None:
+        self.last_top1, self.last_step = result["val/knn_top1"], trainer.global_step
 
     def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, float] | None:
         """kNN top-1/top-5, ``val/knn_train_seconds`` (wall-clock since training started, less the kNN passes) and

@@ -11,6 +11,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Subset
 
+from frossl_lit.callbacks.schedule import ScheduledEvaluation
 from frossl_lit.data.augment import ViewAugment
 from frossl_lit.evaluation import extract_features
 from frossl_lit.evaluation.labelfree import alpha_req, lidar, rankme
@@ -18,7 +19,7 @@ from frossl_lit.evaluation.labelfree import alpha_req, lidar, rankme
 METRICS = ("rankme", "alpha_req", "lidar")
 
 
-class LabelFreeEvaluation(L.Callback):
+class LabelFreeEvaluation(ScheduledEvaluation):
     """``val/rankme``, ``val/alpha_req`` and ``val/lidar`` of the backbone's features, in eval mode, no labels used.
 
     The images: ``num_samples`` training images (the DataModule's un-augmented ``bank_dataset``), drawn once by a
@@ -66,32 +67,13 @@ class LabelFreeEvaluation(L.Callback):
     def state_key(self) -> str:
         return "LabelFreeEvaluation"
 
-    # -- when -------------------------------------------------------------------------------------------------
+    # -- when: before the first step here, then the schedule of ScheduledEvaluation -----------------------------
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self.at_start or self.initial is not None or self.last_step is not None:
             return  # a resumed run keeps its figures
         result = self.evaluate(trainer, pl_module)
         if result is not None:
             self.initial = {name: result[f"val/{name}"] for name in METRICS}
-            for logger in trainer.loggers:
-                logger.log_metrics(result, step=trainer.global_step)
-
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking:
-            return
-        last_epoch = trainer.max_epochs is not None and trainer.current_epoch + 1 >= trainer.max_epochs
-        if (trainer.current_epoch + 1) % self.every_n_epochs and not last_epoch:
-            return
-        result = self.evaluate(trainer, pl_module)
-        if result is not None:
-            for name, value in result.items():
-                pl_module.log(name, value, sync_dist=False)  # every rank holds the same figure
-
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.last_step == trainer.global_step or trainer.global_step == 0:
-            return
-        result = self.evaluate(trainer, pl_module)
-        if result is not None:
             for logger in trainer.loggers:
                 logger.log_metrics(result, step=trainer.global_step)
 
