@@ -21,6 +21,7 @@ def _summary(run_dir):
     return json.loads((run_dir / "summary.json").read_text())
 
 
+@pytest.mark.slow  # 11 s; the CLI path runs in test_checks and test_compare too
 def test_fast_dev_run_through_the_cli(tmp_path):
     result = run_cli([*TINY, "trainer.fast_dev_run=true", f"hydra.run.dir={tmp_path}/run"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -75,6 +76,7 @@ def test_bad_config_value_gets_a_clear_message(tmp_path):
     assert "method.formulation='batch' is not one of official, paper_two_view, paper_multiview" in result.stderr
 
 
+@pytest.mark.slow  # 14 s; tests/test_loggers.py keeps offline W&B in make test
 def test_wandb_offline_without_key_or_network(tmp_path):
     result = run_cli(
         [*TINY, "logger=wandb", "trainer.max_epochs=1", f"hydra.run.dir={tmp_path}/run"],
@@ -126,7 +128,8 @@ class KillRank(L.Callback):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
-@pytest.mark.parametrize("rank", [1, pytest.param(0, marks=pytest.mark.slow)])  # 12 s each: rank 0 in make test-full
+@pytest.mark.slow  # 15-17 s each; the hung-rank test is slow too
+@pytest.mark.parametrize("rank", [1, 0])
 def test_ddp_with_a_rank_killed_the_other_stops_with_one_line(rank, tmp_path):
     result = run_cli(
         [*TINY, "trainer=ddp", "trainer.devices=2", "trainer.max_epochs=2", "data.batch_size=32", "callbacks.knn=null",

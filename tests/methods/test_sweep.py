@@ -11,6 +11,7 @@ from tests.conftest import CONF_DIR, TINY, run_cli
 METHODS = sorted(p.stem for p in (CONF_DIR / "method").glob("*.yaml"))
 
 
+@pytest.mark.slow  # 16 s; test_compare.py's Optuna sweep keeps a Hydra multirun in make test
 def test_every_method_joins_one_multirun(tmp_path):
     sweep = tmp_path / "sweep"
     result = run_cli(["-m", f"method={','.join(METHODS)}", *TINY, "trainer.max_steps=2", "callbacks.knn=null", "callbacks.labelfree=null",
