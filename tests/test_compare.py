@@ -101,6 +101,18 @@ def test_an_optuna_sweep_maximises_a_label_free_metric(tmp_path):
     assert best["best_value"] == pytest.approx(max(rankmes))
 
 
+def test_an_optuna_sweep_on_a_figure_no_run_publishes_gets_one_line_naming_the_figures(tmp_path):
+    result = run_cli([
+        "-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=1", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        "optimized_metric=knn_top11", "trainer.max_steps=1", "callbacks.knn=null", "callbacks.labelfree=null",
+        "callbacks.plots=null", "callbacks.checkpoint_best=null", "trainer.enable_progress_bar=false",
+        "method.invariance_weight=interval(0.5, 1.0)",
+    ], cwd=tmp_path, timeout=300)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "optimized_metric=knn_top11 is not a figure of this run's summary" in result.stderr
+    assert "'probe_top1'" in result.stderr  # what to name instead
+
+
 def _results(study: Path) -> dict:
     report = json.loads((study / "report.json").read_text())
     return {key: report[key] for key in ("results", "paired", "rank_agreement", "trials")}

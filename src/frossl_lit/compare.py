@@ -82,8 +82,10 @@ def run_child(arguments: list[str], log_path: Path) -> None:
     if code != 0:
         lines = [line for line in log_path.read_text().splitlines() if line.strip()]
         reason = next((line for line in reversed(lines) if "error" in line.lower()), lines[-1] if lines else "no output")
-        raise UserError(f"a run of the study failed (exit {code}): {reason.strip()[:300]}; its whole output is in {log_path}. "
-                        f"Fix the cause and start the same command again: finished runs are kept")
+        reason = reason.strip().removeprefix("frossl_lit: error: ")[:600]
+        raise UserError(f"a run of the study failed (exit {code}): {reason}; its whole output is in {log_path}. "
+                        f"Fix the cause and start the same command again: finished runs are kept (a changed study "
+                        f"setting goes into a new dir=...)")
 
 
 class Study:

@@ -142,6 +142,11 @@ def _in_a_sweep() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
+def _sweeper_needs_a_value() -> bool:
+    """An optimising sweeper (Optuna) reads the job's return value; Hydra's grid sweeper does not."""
+    return _in_a_sweep() and "optuna" in str(HydraConfig.get().sweeper.get("_target_", "")).lower()
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     try:
@@ -166,7 +171,13 @@ def main(cfg: DictConfig) -> float | None:
             f"resume every process from {Path(cfg.paths.output_dir, 'checkpoints', 'last.ckpt')}",
             status=1,
         )
-    return summary.get(cfg.get("optimized_metric") or "probe_top1")
+    metric = cfg.get("optimized_metric") or "probe_top1"
+    value = summary.get(metric)
+    if not isinstance(value, (int, float)) and _sweeper_needs_a_value():
+        figures = sorted(k for k, v in summary.items() if isinstance(v, float))
+        _fail(f"optimized_metric={metric} is not a figure of this run's summary ({value!r}), so the sweeper has nothing "
+              f"to optimise; name one of {figures}, e.g. optimized_metric=knn_top1")
+    return value
 
 
 if __name__ == "__main__":
