@@ -108,7 +108,7 @@ def test_a_truncated_checkpoint_names_the_file_and_the_newest_readable_one(tmp_p
     with pytest.raises(UserError) as info:
         load_for_resume(str(bad))
     message = str(info.value)
-    assert message.startswith(f"ckpt_path={bad} cannot be read (100 bytes;") and message.endswith(f"resume with ckpt_path={good}")
+    assert message.startswith(f"ckpt_path={bad} cannot be read (100 bytes;") and message.endswith(f"use ckpt_path={good}")
     assert "\n" not in message
     bad.write_bytes(b"")
     good.unlink()

@@ -122,18 +122,31 @@ def _fsync_directory(directory: Path) -> None:
         os.close(descriptor)
 
 
-def load_for_resume(ckpt_path: str) -> dict[str, Any]:
-    """Read a checkpoint to resume from, or fail with one line naming it and the newest readable one beside it."""
+def read_checkpoint(ckpt_path: str, key: str = "ckpt_path", mmap: bool = True) -> dict[str, Any]:
+    """Read a frossl_lit checkpoint, or fail with one :class:`UserError` line naming ``key=ckpt_path``, what is wrong
+    with it and the newest readable checkpoint beside it (missing, truncated, corrupt, or not a checkpoint)."""
     path = Path(ckpt_path).expanduser()
     if not path.is_file():
-        raise UserError(f"ckpt_path={ckpt_path} does not exist; point it at a run's checkpoints/last.ckpt")
+        where = "is a directory" if path.is_dir() else "does not exist"
+        raise UserError(f"{key}={ckpt_path} {where}; point it at a run's checkpoints/last.ckpt (or best-*.ckpt)")
     try:
-        return torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=mmap)
     except Exception as error:  # truncated, corrupt or not a checkpoint: torch raises several kinds
         reason = str(error).splitlines()[0][:120] if str(error) else type(error).__name__
-        fallback = newest_readable_checkpoint(path.parent, exclude=path)
-        hint = f"resume with ckpt_path={fallback}" if fallback else "no other checkpoint beside it can be read"
-        raise UserError(f"ckpt_path={ckpt_path} cannot be read ({path.stat().st_size} bytes; {reason}); {hint}") from None
+        raise UserError(f"{key}={ckpt_path} cannot be read ({path.stat().st_size} bytes; {reason}); {_fallback(path, key)}") from None
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
+        raise UserError(f"{key}={ckpt_path} is not a Lightning checkpoint (no state_dict in it); {_fallback(path, key)}")
+    return checkpoint
+
+
+def _fallback(path: Path, key: str) -> str:
+    fallback = newest_readable_checkpoint(path.parent, exclude=path)
+    return f"use {key}={fallback}" if fallback else "no other checkpoint beside it can be read"
+
+
+def load_for_resume(ckpt_path: str) -> dict[str, Any]:
+    """The checkpoint a run resumes from (:func:`read_checkpoint` with ``ckpt_path``)."""
+    return read_checkpoint(ckpt_path, "ckpt_path")
 
 
 def newest_readable_checkpoint(directory: Path, exclude: Path | None = None) -> Path | None:
