@@ -114,3 +114,17 @@ def test_a_truncated_checkpoint_names_the_file_and_the_newest_readable_one(tmp_p
     good.unlink()
     with pytest.raises(UserError, match="no other checkpoint beside it can be read"):
         load_for_resume(str(bad))
+
+
+def test_a_directory_or_a_file_that_is_no_checkpoint_gets_one_line_naming_a_readable_one(tmp_path):
+    from frossl_lit.checkpointing import read_checkpoint
+
+    good = tmp_path / "last.ckpt"
+    torch.save(_checkpoint(), good)
+    with pytest.raises(UserError, match=rf"^ckpt={tmp_path} is a directory; point it at a run's checkpoints/last.ckpt"):
+        read_checkpoint(str(tmp_path), "ckpt")
+    plain = tmp_path / "weights.pt"
+    torch.save({"conv.weight": torch.zeros(2)}, plain)  # a bare state dict, e.g. an export
+    with pytest.raises(UserError) as info:
+        read_checkpoint(str(plain), "ckpt")
+    assert str(info.value) == f"ckpt={plain} is not a Lightning checkpoint (no state_dict in it); use ckpt={good}"

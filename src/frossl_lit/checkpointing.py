@@ -122,7 +122,7 @@ def _fsync_directory(directory: Path) -> None:
         os.close(descriptor)
 
 
-def read_checkpoint(ckpt_path: str, key: str = "ckpt_path", mmap: bool = True) -> dict[str, Any]:
+def read_checkpoint(ckpt_path: str, key: str = "ckpt_path") -> dict[str, Any]:
     """Read a frossl_lit checkpoint, or fail with one :class:`UserError` line naming ``key=ckpt_path``, what is wrong
     with it and the newest readable checkpoint beside it (missing, truncated, corrupt, or not a checkpoint)."""
     path = Path(ckpt_path).expanduser()
@@ -130,7 +130,7 @@ def read_checkpoint(ckpt_path: str, key: str = "ckpt_path", mmap: bool = True) -
         where = "is a directory" if path.is_dir() else "does not exist"
         raise UserError(f"{key}={ckpt_path} {where}; point it at a run's checkpoints/last.ckpt (or best-*.ckpt)")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=mmap)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
     except Exception as error:  # truncated, corrupt or not a checkpoint: torch raises several kinds
         reason = str(error).splitlines()[0][:120] if str(error) else type(error).__name__
         raise UserError(f"{key}={ckpt_path} cannot be read ({path.stat().st_size} bytes; {reason}); {_fallback(path, key)}") from None
