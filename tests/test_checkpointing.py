@@ -13,7 +13,7 @@ import time
 import pytest
 import torch
 
-from frossl_lit.checkpointing import AtomicCheckpointIO, DivergedError, load_for_resume
+from frossl_lit.checkpointing import AtomicCheckpointIO, DivergedError, read_checkpoint
 from frossl_lit.errors import UserError
 from tests.conftest import REPO
 
@@ -35,7 +35,9 @@ def test_non_finite_weights_are_never_saved(tmp_path):
     path = tmp_path / "last.ckpt"
     io = AtomicCheckpointIO()
     io.save_checkpoint(_checkpoint(1.0), path)
-    with pytest.raises(DivergedError, match=r"not saving .*last\.ckpt: the weights hold non-finite values \(w\) at step 7"):
+    with pytest.raises(DivergedError, match=r"^not saving .*best\.ckpt: the weights hold non-finite values \(w\) at step 7; no earlier checkpoint exists$"):
+        io.save_checkpoint(_checkpoint(float("nan")), tmp_path / "first" / "best.ckpt")
+    with pytest.raises(DivergedError, match=r"not saving .*last\.ckpt: the weights hold non-finite values \(w\) at step 7; the earlier checkpoints are kept \(last\.ckpt\)$"):
         io.save_checkpoint(_checkpoint(float("nan")), path)
     assert torch.load(path, weights_only=False)["state_dict"]["w"][0] == 1.0
 
@@ -61,7 +63,7 @@ def test_full_disk_names_path_needed_and_free_and_keeps_the_old_file(tmp_path, m
     with pytest.raises(UserError) as info:
         io.save_checkpoint(_checkpoint(2.0, size=50_000), path)
     message = str(info.value)
-    assert f"cannot write checkpoint {path}: it needs 0.2 MiB" in message and "free" in message and "intact" in message
+    assert f"cannot write checkpoint {path}: it needs 196.9 kB" in message and "free" in message and "intact" in message
     monkeypatch.undo()
     assert torch.load(path, weights_only=False)["state_dict"]["w"][0] == 1.0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]  # no partial file
@@ -72,7 +74,7 @@ def test_too_little_free_space_is_said_before_writing(tmp_path, monkeypatch):
 
     usage = shutil.disk_usage(tmp_path)
     monkeypatch.setattr(shutil, "disk_usage", lambda _: usage._replace(free=1000))
-    with pytest.raises(UserError, match=r"it needs .* and its filesystem has 0\.0 MiB free"):
+    with pytest.raises(UserError, match=r"it needs .* and its filesystem has 1\.0 kB free"):
         AtomicCheckpointIO().save_checkpoint(_checkpoint(size=100_000), tmp_path / "best.ckpt")
     assert list(tmp_path.iterdir()) == []
 
@@ -106,14 +108,14 @@ def test_a_truncated_checkpoint_names_the_file_and_the_newest_readable_one(tmp_p
     bad.write_bytes(good.read_bytes()[:100])
     os.utime(good, (time.time() - 60, time.time() - 60))
     with pytest.raises(UserError) as info:
-        load_for_resume(str(bad))
+        read_checkpoint(str(bad))
     message = str(info.value)
     assert message.startswith(f"ckpt_path={bad} cannot be read (100 bytes;") and message.endswith(f"use ckpt_path={good}")
     assert "\n" not in message
     bad.write_bytes(b"")
     good.unlink()
     with pytest.raises(UserError, match="no other checkpoint beside it can be read"):
-        load_for_resume(str(bad))
+        read_checkpoint(str(bad))
 
 
 def test_a_directory_or_a_file_that_is_no_checkpoint_gets_one_line_naming_a_readable_one(tmp_path):

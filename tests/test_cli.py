@@ -22,7 +22,7 @@ def test_offline_evaluation_of_a_missing_checkpoint_exits_2_with_one_line(name, 
         run_evaluation(name, evaluate, cfg)
     assert stop.value.code == 2
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    assert lines == [f"frossl_lit: error: ckpt={tmp_path}/missing.ckpt does not exist; point it at a run's checkpoints/last.ckpt or best-*.ckpt"]
+    assert lines == [f"frossl_lit: error: ckpt={tmp_path}/missing.ckpt does not exist; point it at a run's checkpoints/last.ckpt (or best-*.ckpt)"]
 
 
 def test_prepare_into_an_existing_stream_exits_2_with_one_line(tmp_path, capsys):

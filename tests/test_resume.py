@@ -57,7 +57,7 @@ def _logged(run_dir, metric):
         return [float(row[metric]) for row in csv.DictReader(handle) if row.get(metric)]
 
 
-@pytest.mark.parametrize("callbacks", ["all", "no_knn_no_probe"])
+@pytest.mark.parametrize("callbacks", ["all", pytest.param("no_knn_no_probe", marks=pytest.mark.slow)])  # "all" covers more
 def test_stopping_mid_epoch_and_resuming_gives_the_same_weights_and_every_logged_step(callbacks, tmp_path):
     # "all": every default callback, the label-free figures included
     extra = ["callbacks.knn=null", "callbacks.probe=null", "callbacks.checkpoint_best=null"] if callbacks != "all" else []
@@ -147,7 +147,8 @@ def test_every_epoch_draws_fresh_augmentations(tmp_path):
 
 @pytest.mark.slow
 def test_a_run_killed_with_sigkill_at_a_random_step_resumes_to_the_same_weights(tmp_path):
-    """The acceptance: a real process, SIGKILL after a random step, `ckpt_path=` resume, identical final weights."""
+    """The acceptance: a real process, SIGKILL after a random step, the same command with `resume.auto=true` into
+    the same directory, identical final weights and every logged step once."""
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "WANDB_MODE": "offline"}
     args = [sys.executable, "-m", "frossl_lit.train", *RUN, "callbacks.knn=null", "trainer.max_epochs=3"]
     whole = subprocess.run([*args, f"hydra.run.dir={tmp_path}/whole"], cwd=REPO, env=env, capture_output=True, text=True)
@@ -170,7 +171,81 @@ def test_a_run_killed_with_sigkill_at_a_random_step_resumes_to_the_same_weights(
     killed_at = torch.load(last, weights_only=False, map_location="cpu")["global_step"]
     assert kill_after <= killed_at < 66, killed_at
 
-    resumed = subprocess.run([*args, f"ckpt_path={last}", f"hydra.run.dir={tmp_path}/resumed"], cwd=REPO, env=env, capture_output=True, text=True)
+    # the same command again into the killed run's own directory: refused as it stands, continued with resume.auto
+    again = subprocess.run([*args, f"hydra.run.dir={tmp_path}/killed"], cwd=REPO, env=env, capture_output=True, text=True)
+    assert again.returncode == 2 and "already holds an unfinished run" in again.stderr and "resume.auto=true" in again.stderr
+    resumed = subprocess.run([*args, "resume.auto=true", f"hydra.run.dir={tmp_path}/killed"], cwd=REPO, env=env, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    _assert_same_weights(_weights(tmp_path / "whole" / "checkpoints" / "last.ckpt"), _weights(tmp_path / "resumed" / "checkpoints" / "last.ckpt"))
-    assert _logged_steps(tmp_path / "resumed") == list(range(66))
+    _assert_same_weights(_weights(tmp_path / "whole" / "checkpoints" / "last.ckpt"), _weights(last))
+    assert _logged_steps(tmp_path / "killed") == list(range(66))
+
+
+# -- a resume continues its own run, or says what differs (frossl_lit.resume) ------------------------------------
+FINISHED = [*TINY, "data.batch_size=256", "trainer.max_epochs=2", "trainer.log_every_n_steps=1", "callbacks.knn=null",
+            "callbacks.spectrum=null"]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """A finished 2-epoch run on digits (its directory and last.ckpt)."""
+    directory = tmp_path_factory.mktemp("finished")
+    summary = train(compose_config(FINISHED, directory))
+    return directory, directory / "checkpoints" / "last.ckpt", summary
+
+
+@pytest.mark.parametrize("change,message", [
+    (["method=barlow_twins"], r"is a checkpoint of a FroSSL run whose method\._target_ is frossl_lit\.methods\.FroSSL, but this run's is frossl_lit\.methods\.BarlowTwins"),
+    (["backbone.widths=[8,32]"], r"whose backbone\.widths is \[8, 16\], but this run's is \[8, 32\]"),
+    (["method.projector.out_dim=16"], r"whose method\.projector\.out_dim is 32, but this run's is 16"),
+    (["data=cifar10"], r"whose data\._target_ is frossl_lit\.data\.digits\.DigitsDataModule"),
+    (["schedule.optimizer.lr=1e-4"], r"was trained with another schedule \(schedule\.optimizer\.lr 0\.002 -> 0\.0001\).*Add resume\.override_schedule=true"),
+    (["trainer.max_epochs=3"], r"another schedule \(trainer\.max_epochs 2 -> 3\)"),
+    ([], r"ends a run that finished its 2 epochs, so trainer\.max_epochs=2 leaves nothing to train; to extend it, raise trainer\.max_epochs"),
+    (["resume.override_schedule=true"], r"leaves nothing to train"),
+])
+def test_a_resume_of_another_shape_schedule_or_a_finished_run_is_one_line(change, message, finished_run, tmp_path):
+    from frossl_lit.errors import UserError
+
+    _, last, _ = finished_run
+    cfg = compose_config([*FINISHED, *change, f"ckpt_path={last}"], tmp_path / "next")
+    with pytest.raises(UserError, match=f"^ckpt_path={last} .*{message}") as info:
+        train(cfg)
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "next" / "csv").exists()  # refused before anything ran
+
+
+def test_a_checkpoint_without_a_record_is_checked_by_its_shapes(finished_run, tmp_path):
+    from frossl_lit.errors import UserError
+
+    _, last, _ = finished_run
+    old_style = torch.load(last, weights_only=False, map_location="cpu")
+    del old_style["callbacks"]["RunRecord"]
+    torch.save(old_style, tmp_path / "old.ckpt")
+    cfg = compose_config([*FINISHED, "backbone.widths=[8,32]", "trainer.max_epochs=3", f"ckpt_path={tmp_path / 'old.ckpt'}"], tmp_path / "next")
+    with pytest.raises(UserError, match=r"holds backbone\.features\.\d+\.weight of shape \(32, 8, 3, 3\)|of shape \(16, 8, 3, 3\), but this run's model has \(32, 8, 3, 3\)"):
+        train(cfg)
+
+
+def test_override_schedule_continues_as_if_configured_so_from_the_start(finished_run, tmp_path):
+    """Extending a finished run with a new lr: the lr at every resumed step is the new 3-epoch schedule's."""
+    from frossl_lit.optim.schedules import warmup_cosine
+
+    _, last, summary = finished_run
+    steps_per_epoch = summary["global_step"] // 2
+    cfg = compose_config([*FINISHED, "trainer.max_epochs=3", "schedule.optimizer.lr=1e-3", "resume.override_schedule=true",
+                          f"ckpt_path={last}"], tmp_path / "extended")
+    extended = train(cfg)
+    assert extended["epochs"] == 3 and extended["global_step"] == 3 * steps_per_epoch
+    dummy = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+    schedule = warmup_cosine(dummy, total_steps=3 * steps_per_epoch, warmup_fraction=0.1, final_fraction=0.01)
+    expected = []
+    for _ in range(3 * steps_per_epoch):
+        expected.append(dummy.param_groups[0]["lr"])
+        dummy.step()
+        schedule.step()
+    logged = dict(zip(_logged_steps(tmp_path / "extended", "lr-AdamW/pg1"), _logged(tmp_path / "extended", "lr-AdamW/pg1")))
+    resumed_steps = range(2 * steps_per_epoch, 3 * steps_per_epoch)
+    assert [logged[step] for step in resumed_steps] == pytest.approx([expected[step] for step in resumed_steps], rel=1e-6)
+    # the checkpoint now records the new schedule: the same command resumes it again without a word
+    after = torch.load(tmp_path / "extended" / "checkpoints" / "last.ckpt", weights_only=False, map_location="cpu")
+    assert after["callbacks"]["RunRecord"]["config"]["schedule"]["optimizer"]["lr"] == 1e-3

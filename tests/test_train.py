@@ -53,7 +53,7 @@ def test_resume_continues_epochs_probe_and_knn_state(tmp_path):
     probe_steps = saved["callbacks"]["OnlineLinearProbe"]["optimizer"]["state"][0]["step"]
     assert int(probe_steps) == saved["global_step"]
 
-    resumed = compose_config([*TINY, *adam_probe, "trainer.max_epochs=3", "data.batch_size=128", f"ckpt_path={last}"], tmp_path / "second")
+    resumed = compose_config([*TINY, *adam_probe, "trainer.max_epochs=3", "data.batch_size=128", "resume.override_schedule=true", f"ckpt_path={last}"], tmp_path / "second")
     resumed_summary = train(resumed)
     assert resumed_summary["epochs"] == 3
     assert resumed_summary["global_step"] == saved["global_step"] + steps_per_epoch
@@ -63,6 +63,7 @@ def test_resume_continues_epochs_probe_and_knn_state(tmp_path):
     assert int(after["callbacks"]["OnlineLinearProbe"]["optimizer"]["state"][0]["step"]) == resumed_summary["global_step"]
 
 
+@pytest.mark.slow  # 10-14 s; in make test as rows of tests/test_bad_inputs.py (in-process)
 def test_missing_cifar_fails_fast_with_one_clear_message(tmp_path):
     result = run_cli(["data=cifar10", f"paths.data_dir={tmp_path}/nothing", f"hydra.run.dir={tmp_path}/run"], cwd=tmp_path, timeout=60)
     assert result.returncode == 2
@@ -70,6 +71,7 @@ def test_missing_cifar_fails_fast_with_one_clear_message(tmp_path):
     assert "CIFAR10 not found" in result.stderr and "data.root=" in result.stderr and "data.download=true" in result.stderr
 
 
+@pytest.mark.slow  # 11 s; in make test as a row of tests/test_bad_inputs.py (in-process)
 def test_bad_config_value_gets_a_clear_message(tmp_path):
     result = run_cli(["method.formulation=batch", f"hydra.run.dir={tmp_path}/run"], cwd=tmp_path, timeout=60)
     assert result.returncode == 2 and "Traceback" not in result.stderr

@@ -24,16 +24,18 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
 
 from frossl_lit.errors import UserError
-
-_TEMP_MARK = ".tmp-"
+from frossl_lit.fileio import TEMP_MARK, fsync_directory, size_text, temporary_path
 
 
 class DivergedError(RuntimeError):
-    """Training produced non-finite values (see :class:`frossl_lit.callbacks.DivergenceGuard`)."""
+    """Training produced non-finite values (see :class:`frossl_lit.callbacks.DivergenceGuard`).
 
+    ``facts``: what happened, without advice; ``step``: the first bad step; ``first_epoch``: whether that step lies
+    in the run's first epoch (no checkpoint predates it, so the advice is to start afresh rather than resume)."""
 
-def _gib(size: float) -> str:
-    return f"{size / 2**30:.2f} GiB" if size >= 2**27 else f"{size / 2**20:.1f} MiB"
+    def __init__(self, message: str, facts: str | None = None, step: int | None = None, first_epoch: bool = False) -> None:
+        super().__init__(message)
+        self.facts, self.step, self.first_epoch = facts or message, step, first_epoch
 
 
 def non_finite_tensors(state: Any, prefix: str = "") -> list[str]:
@@ -54,9 +56,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         path = Path(path)
         bad = non_finite_tensors(checkpoint.get("state_dict", {}))
         if bad:
+            earlier = [p.name for p in path.parent.glob("*.ckpt")] if path.parent.is_dir() else []
+            kept = f"the earlier checkpoints are kept ({', '.join(sorted(earlier)[:3])})" if earlier else "no earlier checkpoint exists"
             raise DivergedError(
                 f"not saving {path}: the weights hold non-finite values ({', '.join(bad[:3])}"
-                f"{', …' if len(bad) > 3 else ''}) at step {checkpoint.get('global_step')}; the earlier checkpoints are kept"
+                f"{', …' if len(bad) > 3 else ''}) at step {checkpoint.get('global_step')}; {kept}"
             )
         buffer = io.BytesIO()
         torch.save(checkpoint, buffer)
@@ -67,7 +71,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         existing = path.stat().st_size if path.exists() else 0
         if free < len(data):
             raise self._no_space(path, len(data), free, existing)
-        temporary = path.with_name(f".{path.name}{_TEMP_MARK}{os.getpid()}")
+        temporary = temporary_path(path)
         try:
             with open(temporary, "wb") as handle:
                 handle.write(data)
@@ -79,21 +83,21 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             if error.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise self._no_space(path, len(data), shutil.disk_usage(path.parent).free, existing) from None
             raise
-        _fsync_directory(path.parent)
+        fsync_directory(path.parent)
 
     @staticmethod
     def _no_space(path: Path, needed: int, free: int, existing: int) -> UserError:
         return UserError(
-            f"cannot write checkpoint {path}: it needs {_gib(needed)} and its filesystem has {_gib(free)} free"
-            f"{f' (the file it replaces holds {_gib(existing)})' if existing else ''}; the earlier checkpoints are intact. "
+            f"cannot write checkpoint {path}: it needs {size_text(needed)} and its filesystem has {size_text(free)} free"
+            f"{f' (the file it replaces holds {size_text(existing)})' if existing else ''}; the earlier checkpoints are intact. "
             f"Free some space, or move the run with paths.output_dir=... and resume from its last.ckpt"
         )
 
     @staticmethod
     def _remove_stale_temporaries(directory: Path) -> None:
         """Temporary files of saves that were killed (any process that is no longer running)."""
-        for stale in directory.glob(f".*.ckpt{_TEMP_MARK}*"):
-            pid = stale.name.rsplit(_TEMP_MARK, 1)[1]
+        for stale in directory.glob(f".*.ckpt{TEMP_MARK}*"):
+            pid = stale.name.rsplit(TEMP_MARK, 1)[1]
             if not pid.isdigit() or int(pid) == os.getpid() or not _process_alive(int(pid)):
                 stale.unlink(missing_ok=True)
 
@@ -108,20 +112,6 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def _fsync_directory(directory: Path) -> None:
-    """Make the rename itself durable (POSIX); a no-op where directories cannot be opened."""
-    try:
-        descriptor = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
-
-
 def read_checkpoint(ckpt_path: str, key: str = "ckpt_path") -> dict[str, Any]:
     """Read a frossl_lit checkpoint, or fail with one :class:`UserError` line naming ``key=ckpt_path``, what is wrong
     with it and the newest readable checkpoint beside it (missing, truncated, corrupt, or not a checkpoint)."""
@@ -132,7 +122,10 @@ def read_checkpoint(ckpt_path: str, key: str = "ckpt_path") -> dict[str, Any]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
     except Exception as error:  # truncated, corrupt or not a checkpoint: torch raises several kinds
-        reason = str(error).splitlines()[0][:120] if str(error) else type(error).__name__
+        with open(path, "rb") as handle:
+            zip_file = handle.read(2) == b"PK"  # torch.save writes a zip archive
+        reason = (f"truncated or corrupt: {str(error).splitlines()[0][:100] if str(error) else type(error).__name__}"
+                  if zip_file else "not a file torch.save wrote")
         raise UserError(f"{key}={ckpt_path} cannot be read ({path.stat().st_size} bytes; {reason}); {_fallback(path, key)}") from None
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
         raise UserError(f"{key}={ckpt_path} is not a Lightning checkpoint (no state_dict in it); {_fallback(path, key)}")
@@ -142,11 +135,6 @@ def read_checkpoint(ckpt_path: str, key: str = "ckpt_path") -> dict[str, Any]:
 def _fallback(path: Path, key: str) -> str:
     fallback = newest_readable_checkpoint(path.parent, exclude=path)
     return f"use {key}={fallback}" if fallback else "no other checkpoint beside it can be read"
-
-
-def load_for_resume(ckpt_path: str) -> dict[str, Any]:
-    """The checkpoint a run resumes from (:func:`read_checkpoint` with ``ckpt_path``)."""
-    return read_checkpoint(ckpt_path, "ckpt_path")
 
 
 def newest_readable_checkpoint(directory: Path, exclude: Path | None = None) -> Path | None:

@@ -8,12 +8,14 @@ key and its value, says what the value must be and how to fix it; the entry poin
 from __future__ import annotations
 
 import math
+import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from hydra.utils import get_class
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from frossl_lit.data.stream import FORMATS
 from frossl_lit.errors import UserError
@@ -116,8 +118,11 @@ def _check_preset_method() -> None:
 def check_config(cfg: DictConfig) -> None:
     """Raise one :class:`UserError` for the first value a run cannot use (see the module docstring)."""
     _check_preset_method()
+    _check(cfg, "seed", _seed, "must be a whole number in [0, 2**32)", "e.g. seed=0")
     batch_fix = "the batch per device, e.g. data.batch_size=256"
     _check(cfg, "data.batch_size", _positive_int, "must be a positive whole number", batch_fix)
+    _check(cfg, "data.batch_size", lambda v: v >= 2, "is too small: BatchNorm needs at least 2 images per batch", batch_fix)
+    _check(cfg, "data.image_size", _positive_int, "must be a positive number of pixels", "e.g. data.image_size=16")
     _check(cfg, "data.eval_batch_size", _positive_int, "must be a positive whole number", "e.g. data.eval_batch_size=512")
     _check(cfg, "data.num_workers", lambda v: isinstance(v, int) and v >= 0, "must be >= 0", "e.g. data.num_workers=4")
     for key in ("data.holdout_fraction", "data.val_fraction", "data.tune_fraction"):
@@ -154,6 +159,11 @@ def check_config(cfg: DictConfig) -> None:
         _check(cfg, "callbacks.knn.k", _positive_int, "must be a positive number of neighbours", "e.g. callbacks.knn.k=20")
         _check(cfg, "callbacks.knn.temperature", lambda v: _number(v) and v > 0, "must be > 0", "e.g. callbacks.knn.temperature=0.07")
         _check(cfg, "callbacks.knn.every_n_epochs", _positive_int, "must be >= 1", "e.g. callbacks.knn.every_n_epochs=1 (or callbacks.knn=null)")
+        _check(cfg, "callbacks.knn.bank_size", lambda v: v is None or _positive_int(v), "must be a positive number of images or null (all of them)",
+               "e.g. callbacks.knn.bank_size=10000")
+        bank = knn.get("bank_size")
+        _check(cfg, "callbacks.knn.k", lambda v: not _positive_int(bank) or v <= bank,
+               f"is more than callbacks.knn.bank_size={bank}, the images in the kNN bank", "e.g. callbacks.knn.k=20")
     callbacks = cfg.get("callbacks", {})
     monitor = (callbacks.get("checkpoint_best") or {}).get("monitor") or ""
     for prefix, producer in (("val/probe", "probe"), ("val/knn", "knn")):
@@ -163,6 +173,37 @@ def check_config(cfg: DictConfig) -> None:
     _check(cfg, "schedule.optimizer.lr", lambda v: _number(v) and v > 0, "must be a positive finite learning rate", "e.g. schedule.optimizer.lr=0.3")
     _check(cfg, "method.invariance_weight", lambda v: _number(v) and v >= 0, "must be >= 0", "e.g. method.invariance_weight=1.0")
     _check_method_hyperparameters(cfg)
+    warn_slow_precision(cfg)
+
+
+def _seed(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**32
+
+
+def warn_slow_precision(cfg: DictConfig) -> None:
+    """fp16 on a CPU runs, but about 20x slower than fp32 (no fp16 kernels, every op converts): one line on stderr,
+    not a refusal (a CPU test of an fp16 setting is legitimate). Only the first process of a DDP run says it."""
+    trainer = cfg.get("trainer") or {}
+    precision, accelerator = str(trainer.get("precision")), str(trainer.get("accelerator", "auto"))
+    if precision not in ("16", "16-mixed", "16-true", "half") or os.environ.get("LOCAL_RANK", "0") != "0":
+        return
+    import torch
+
+    if accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available()):
+        print(f"frossl_lit: warning: trainer.precision={precision} on a CPU is ~20x slower than 32-true (no fp16 kernels); "
+              f"use trainer.precision=32-true, or bf16-mixed on a CPU with native bf16", file=sys.stderr)
+
+
+def check_evaluation(cfg: DictConfig, name: str) -> None:
+    """The settings of an offline evaluation (``conf/evaluate.yaml``; ``name``: knn or linear) a user can mistype;
+    the bank size ``knn.k`` must not exceed is checked once the data is set up (:mod:`frossl_lit.knn`)."""
+    if OmegaConf.is_missing(cfg, "ckpt"):
+        raise UserError("ckpt is not set: name the checkpoint to evaluate, e.g. ckpt=<run dir>/checkpoints/last.ckpt "
+                        "(or best-*.ckpt) of a frossl_lit.train run")
+    _check(cfg, "seed", _seed, "must be a whole number in [0, 2**32)", "e.g. seed=0")
+    if name == "knn":
+        _check(cfg, "knn.k", _positive_int, "must be a positive number of neighbours", "e.g. knn.k=20")
+        _check(cfg, "knn.temperature", lambda v: _number(v) and v > 0, "must be > 0", "e.g. knn.temperature=0.07")
 
 
 def _global_batch(cfg: DictConfig) -> int | None:

@@ -37,6 +37,8 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from frossl_lit.errors import UserError
+from frossl_lit.fileio import atomic_write
+from frossl_lit.overrides import CONF_DIR, check_command_line
 
 PHASES = ("tune", "final", "report")
 # what may change between two starts of one study: more trials, more seeds, thresholds and the report
@@ -117,7 +119,7 @@ class Study:
                 elif key not in EXTENSIBLE and stored.get(key) != current.get(key):
                     self._refuse(f"study.{key}", stored.get(key), current.get(key))
         self.dir.mkdir(parents=True, exist_ok=True)
-        stored_path.write_text(json.dumps(current, indent=1) + "\n")
+        atomic_write(stored_path, json.dumps(current, indent=1) + "\n")
 
     def _refuse(self, key: str, stored: Any, current: Any) -> None:
         raise UserError(
@@ -176,7 +178,7 @@ class Study:
                 f"hydra.sweep.dir={run_dir}", "hydra.sweep.subdir=.",
                 f"optimized_metric={self.cfg.metric}", f"seed={int(tune.seed)}",
                 *self.cfg.base, *method.overrides, *tune.overrides,
-                *([f"ckpt_path={checkpoint}"] if checkpoint.is_file() else []),
+                "resume.auto=true",  # an interrupted trial continues from its own last checkpoint
                 *(f"{key}={expression}" for key, expression in method.search.items()),
             ]
             _log(f"{method.name}: tuning trial {index + 1}/{tune.trials}" + (" (resumed)" if checkpoint.is_file() else ""))
@@ -212,14 +214,14 @@ class Study:
                 *self.cfg.base, *method.overrides, *self.cfg.final.overrides,
                 *(f"{key}={value}" for key, value in best.items()),
                 f"seed={seed}", f"hydra.run.dir={run_dir}",
-                *([f"ckpt_path={checkpoint}"] if checkpoint.is_file() else []),
+                "resume.auto=true",  # an interrupted final run continues from its own last checkpoint
             ]
             _log(f"{method.name}: final run, seed {seed}, {best}" + (" (resumed)" if checkpoint.is_file() else ""))
             run_child(arguments, self.dir / "logs" / f"final_{method.name}_seed{seed}.log")
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="compare")
-def main(cfg: DictConfig) -> None:
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="compare")  # absolute: see train.py
+def _hydra_main(cfg: DictConfig) -> None:
     from frossl_lit.study_report import write_report
 
     directory = Path(cfg.dir)
@@ -253,6 +255,12 @@ def main(cfg: DictConfig) -> None:
     except KeyboardInterrupt:
         print(f"\nfrossl_lit: interrupted; start the same command again to continue the study in {directory}\n", file=sys.stderr)
         sys.exit(130)
+
+
+def main() -> None:
+    """The command line's overrides are checked first (:mod:`frossl_lit.overrides`), then Hydra composes and runs."""
+    check_command_line("compare")
+    _hydra_main()
 
 
 if __name__ == "__main__":

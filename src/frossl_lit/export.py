@@ -9,6 +9,7 @@ A JSON file beside OUT records the backbone's config.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
 from pathlib import Path
@@ -16,23 +17,26 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
+from frossl_lit.checkpointing import read_checkpoint
 from frossl_lit.errors import UserError
 from frossl_lit.evaluation.offline import backbone_state_dict, find_run_config
+from frossl_lit.fileio import atomic_write
 
 
 def export(ckpt: str, out: str) -> Path:
+    """Write the backbone of checkpoint ``ckpt`` to ``out`` and its config beside it (``.json``), each written whole;
+    an unreadable checkpoint or an unwritable ``out`` is one :class:`UserError` line."""
     path = Path(ckpt)
-    if not path.is_file():
-        raise UserError(f"{ckpt} does not exist")
-    state = backbone_state_dict(torch.load(path, map_location="cpu", weights_only=False))
-    destination = Path(out)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(state, destination)
+    state = backbone_state_dict(read_checkpoint(ckpt, "CKPT"))
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    elsewhere = "python -m frossl_lit.export CKPT <writable dir>/backbone.pt"
+    destination = atomic_write(out, buffer.getvalue(), elsewhere)
     try:
         backbone_cfg = OmegaConf.to_container(find_run_config(path).backbone, resolve=False)
     except UserError:
         backbone_cfg = None
-    destination.with_suffix(".json").write_text(json.dumps({"checkpoint": str(path), "backbone": backbone_cfg}, indent=2) + "\n")
+    atomic_write(destination.with_suffix(".json"), json.dumps({"checkpoint": str(path), "backbone": backbone_cfg}, indent=2) + "\n", elsewhere)
     return destination
 
 

@@ -21,6 +21,7 @@ from frossl_lit.data.augment import ViewRecipe
 from frossl_lit.errors import UserError
 from frossl_lit.evaluation import extract_features, linear_head, linear_optimizer
 from frossl_lit.evaluation.offline import load_pretrained, report, resolve_device, run_evaluation
+from frossl_lit.overrides import CONF_DIR, check_command_line
 
 
 def protocol(linear: DictConfig, run_cfg: DictConfig, command_line: list[str] | None = None) -> DictConfig:
@@ -75,9 +76,15 @@ def linear_evaluation(cfg: DictConfig) -> dict:
     return report(cfg, "linear", scores, labels, datamodule.num_classes, epochs=settings.epochs, protocol=protocol_used, augment=bool(settings.augment))
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
-def main(cfg: DictConfig) -> float:
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="evaluate")  # absolute: see train.py
+def _hydra_main(cfg: DictConfig) -> float:
     return run_evaluation("linear", linear_evaluation, cfg)
+
+
+def main() -> None:
+    """The command line's overrides are checked first (:mod:`frossl_lit.overrides`), then Hydra composes and runs."""
+    check_command_line("evaluate")
+    _hydra_main()
 
 
 if __name__ == "__main__":

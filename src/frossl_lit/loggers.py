@@ -1,7 +1,10 @@
-"""Logger factories. W&B runs online only when it has a key *and* can reach its server; otherwise offline."""
+"""Loggers. W&B runs online only when it has a key *and* can reach its server; otherwise offline. The CSV logger
+writes ``metrics.csv`` whole and atomically (:class:`AtomicCSVLogger`)."""
 
 from __future__ import annotations
 
+import csv
+import io
 import netrc
 import os
 import socket
@@ -9,8 +12,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.loggers import CSVLogger, WandbLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_warn
+
+from frossl_lit.fileio import atomic_write, temporary_path, write_error
 
 
 def _wandb_key_present() -> bool:
@@ -69,6 +76,54 @@ def wandb_logger(
     return WandbLogger(save_dir=save_dir, offline=resolved == "offline", **kwargs)
 
 
+class _AtomicExperimentWriter(ExperimentWriter):
+    """Lightning's CSV writer appends rows to ``metrics.csv`` and truncates and rewrites it whenever a new column
+    appears: a run killed during either leaves a cut or an empty file. This one keeps every row and replaces the
+    file whole at each save (:func:`frossl_lit.fileio.atomic_write`), as it does ``hparams.yaml``. A save costs a
+    write of the whole log, a few hundred kB for a long run, every ``flush_logs_every_n_steps`` steps."""
+
+    def __init__(self, log_dir: str) -> None:
+        super().__init__(log_dir)
+        self._rows: list[dict[str, Any]] = []
+
+    def log_hparams(self, params: dict[str, Any]) -> None:
+        from lightning.pytorch.core.saving import save_hparams_to_yaml
+
+        self.hparams.update(params)
+        path = Path(self.log_dir, self.NAME_HPARAMS_FILE)
+        temporary = temporary_path(path)
+        try:  # Lightning's YAML writer (it knows how to store any hyperparameter), then the rename
+            save_hparams_to_yaml(temporary, self.hparams)
+            os.replace(temporary, path)
+        except OSError as error:
+            temporary.unlink(missing_ok=True)
+            raise write_error(path, error) from None
+
+    def save(self) -> None:
+        if not self.metrics:
+            return
+        self._record_new_keys()
+        self._rows.extend(self.metrics)
+        self.metrics = []
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, fieldnames=self.metrics_keys)
+        writer.writeheader()
+        writer.writerows(self._rows)
+        atomic_write(self.metrics_file_path, text.getvalue())
+
+
+class AtomicCSVLogger(CSVLogger):
+    """Lightning's ``CSVLogger`` whose files are replaced whole and atomically (:class:`_AtomicExperimentWriter`)."""
+
+    @property
+    @rank_zero_experiment  # other ranks get a no-op writer, as with Lightning's logger
+    def experiment(self) -> _AtomicExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _AtomicExperimentWriter(log_dir=self.log_dir)
+        return self._experiment
+
+
 def read_csv_history(ckpt_path: str, up_to_step: int) -> list[dict[str, float]]:
     """The rows that the run a checkpoint belongs to logged before the checkpoint's step (its
     ``<run dir>/csv/metrics.csv``; empty when there is none), and the validation rows logged at that step (the
@@ -93,8 +148,6 @@ def read_csv_history(ckpt_path: str, up_to_step: int) -> list[dict[str, float]]:
 
 def continue_csv_history(loggers: list, rows: list[dict[str, float]]) -> None:
     """Write ``rows`` first into each CSV logger's ``metrics.csv`` so that a resumed run's file holds every step."""
-    from lightning.pytorch.loggers import CSVLogger
-
     for logger in loggers:
         if isinstance(logger, CSVLogger) and rows:
             writer = logger.experiment  # creating it clears an earlier metrics.csv in the same directory

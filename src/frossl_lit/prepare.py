@@ -15,6 +15,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from frossl_lit.errors import UserError
+from frossl_lit.overrides import CONF_DIR, check_command_line
 
 
 def prepare(cfg: DictConfig) -> dict:
@@ -48,9 +49,15 @@ def run(cfg: DictConfig) -> None:
         sys.exit(2)
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="prepare")
-def main(cfg: DictConfig) -> None:
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="prepare")  # absolute: see train.py
+def _hydra_main(cfg: DictConfig) -> None:
     run(cfg)
+
+
+def main() -> None:
+    """The command line's overrides are checked first (:mod:`frossl_lit.overrides`), then Hydra composes and runs."""
+    check_command_line("prepare")
+    _hydra_main()
 
 
 if __name__ == "__main__":

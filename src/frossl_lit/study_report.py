@@ -24,6 +24,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from frossl_lit.fileio import atomic_write, atomic_write_with
 from frossl_lit.stats import first_crossing, format_ci, kendall_tau, mean_ci, paired_difference_ci
 
 # OFSkean/FroSSL@e841c57 experiments/time_scaling/spider_time_scaling.py, method_name_to_hyperparameters
@@ -256,7 +257,7 @@ def _plots(data: dict[str, Any], report: dict[str, Any], directory: Path) -> lis
     axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     figure.suptitle("kNN top-1, mean and 95% band over seeds")
     figure.tight_layout()
-    figure.savefig(directory / "knn_curves.png", dpi=110)
+    atomic_write_with(directory / "knn_curves.png", lambda buffer: figure.savefig(buffer, format="png", dpi=110))
     plt.close(figure)
     names.append("knn_curves.png")
 
@@ -287,7 +288,7 @@ def _plots(data: dict[str, Any], report: dict[str, Any], directory: Path) -> lis
                         f"reaches kNN {t} counts 1 on both axes to {t}.", fontsize=8)
         axis.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.15, 0.5))
         figure.tight_layout()
-        figure.savefig(directory / "efficiency.png", dpi=110)
+        atomic_write_with(directory / "efficiency.png", lambda buffer: figure.savefig(buffer, format="png", dpi=110))
         plt.close(figure)
         names.append("efficiency.png")
     return names
@@ -299,10 +300,10 @@ def write_report(study) -> Path:
     report = summarise(data, study.cfg.get("reference"))
     directory = study.dir
     pngs = _plots(data, report, directory)
-    (directory / "report.json").write_text(json.dumps({"study": data["study"], "metric": data["metric"],
+    atomic_write(directory / "report.json", json.dumps({"study": data["study"], "metric": data["metric"],
                                                        "thresholds": data["thresholds"], **report,
                                                        "curves": {n: m["curves"] for n, m in data["methods"].items()}},
                                                       indent=1, default=str) + "\n")
     path = directory / "report.md"
-    path.write_text(_markdown(data, report, pngs))
+    atomic_write(path, _markdown(data, report, pngs))
     return path

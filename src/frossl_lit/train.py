@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,13 +21,23 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from frossl_lit import rundir
 from frossl_lit.callbacks import LossProgressBar
-from frossl_lit.checkpointing import DivergedError, load_for_resume
+from frossl_lit.checkpointing import DivergedError, read_checkpoint
 from frossl_lit.checks import check_config
 from frossl_lit.data import datamodule as build_datamodule
 from frossl_lit.errors import UserError
+from frossl_lit.fileio import atomic_write
 from frossl_lit.hydra_ddp import single_job_command_line
 from frossl_lit.loggers import continue_csv_history, read_csv_history
+from frossl_lit.resume import (
+    RunRecord,
+    ScheduleOverride,
+    check_finished,
+    check_resume,
+    check_shapes,
+    resolved,
+)
 
 
 def build(cfg: DictConfig, resume: dict[str, Any] | None = None) -> tuple[L.LightningDataModule, L.LightningModule, list[L.Callback], L.Trainer]:
@@ -43,6 +55,9 @@ def build(cfg: DictConfig, resume: dict[str, Any] | None = None) -> tuple[L.Ligh
         **OmegaConf.to_container(cfg.get("model") or OmegaConf.create(), resolve=True),  # compile, channels_last
     )
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
+    callbacks.append(RunRecord(resolved(cfg)))  # every checkpoint carries the run's config (frossl_lit.resume)
+    if resume is not None and (cfg.get("resume") or {}).get("override_schedule"):
+        callbacks.append(ScheduleOverride())  # the new schedule, once Lightning has restored the old one
     if cfg.trainer.get("enable_progress_bar", True):
         callbacks.append(LossProgressBar())  # the loss without a host read per step
     run_ids = (resume or {}).get("logger_versions", {})
@@ -58,17 +73,40 @@ def build(cfg: DictConfig, resume: dict[str, Any] | None = None) -> tuple[L.Ligh
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit ``cfg`` and return the run's summary (also written to ``<run dir>/summary.json`` by rank 0)."""
     check_config(cfg)  # mistyped values fail here, before anything heavy
-    resume = load_for_resume(cfg.ckpt_path) if cfg.get("ckpt_path") else None
-    history = read_csv_history(cfg.ckpt_path, resume["global_step"]) if resume else []
+    with rundir.owned(cfg):  # one run per directory; an earlier run in it is continued only when asked
+        return _fit(cfg)
+
+
+def _resume_checkpoint(cfg: DictConfig) -> tuple[str | None, dict[str, Any] | None]:
+    """The checkpoint the run continues from: with ``resume.auto`` its own ``last.ckpt`` when there is one, else
+    ``ckpt_path``; checked against this run's shape and schedule (:mod:`frossl_lit.resume`)."""
+    own = rundir.own_checkpoint(cfg.paths.output_dir) if (cfg.get("resume") or {}).get("auto") else None
+    path = str(own) if own is not None else cfg.get("ckpt_path")
+    if not path:
+        return None, None
+    checkpoint = read_checkpoint(path, "ckpt_path")
+    override = bool((cfg.get("resume") or {}).get("override_schedule"))
+    for notice in check_resume(checkpoint, cfg, "ckpt_path", path, override_schedule=override):
+        if not rundir.child_rank():
+            print(f"frossl_lit: {notice}", file=sys.stderr)
+    check_finished(checkpoint, cfg, "ckpt_path", path)
+    return path, checkpoint
+
+
+def _fit(cfg: DictConfig) -> dict[str, Any]:
+    ckpt_path, resume = _resume_checkpoint(cfg)
+    history = read_csv_history(ckpt_path, resume["global_step"]) if resume else []
     L.seed_everything(cfg.seed, workers=True)
     datamodule, model, callbacks, trainer = build(cfg, resume)
+    if resume:
+        check_shapes(resume["state_dict"], model.state_dict(), "ckpt_path", ckpt_path)
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     if trainer.is_global_zero:
         continue_csv_history(trainer.loggers, history)  # a resumed run's metrics.csv holds every step
 
     with single_job_command_line():  # DDP children of a multirun job rejoin this job, not the sweep
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
 
     best = next((c.best_model_path for c in trainer.checkpoint_callbacks if c.monitor), None)
     last = Path(cfg.paths.output_dir, "checkpoints", "last.ckpt")
@@ -87,11 +125,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                              if math.isfinite(trainer.num_training_batches) else None),
         "wall_seconds": round(model.training_seconds, 2),  # training wall-clock over every resumed segment
         "run_dir": str(Path(cfg.paths.output_dir).resolve()),
-        "best_checkpoint": best or None,
+        "best_checkpoint": best if best and Path(best).is_file() else None,
         "last_checkpoint": str(last.resolve()) if last.is_file() else None,
     })
     if trainer.is_global_zero:
-        Path(cfg.paths.output_dir, "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        atomic_write(Path(cfg.paths.output_dir, "summary.json"), json.dumps(summary, indent=2) + "\n")
         _print_summary(summary)
     return summary
 
@@ -136,6 +174,30 @@ def _fail(message: str, status: int = 2) -> None:
     sys.exit(status)
 
 
+_RESUME_KEYS = ("ckpt_path", "resume.auto", "resume.overwrite", "resume.override_schedule")
+
+
+def rerun_command(cfg: DictConfig, changes: list[str]) -> str:
+    """This run's command line, into the same run directory, with ``changes`` replacing the overrides of their keys
+    (and any earlier resume settings): advice a user can paste."""
+    task = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    replaced = {change.split("=", 1)[0] for change in changes} | set(_RESUME_KEYS)
+    kept = [o for o in task if o.split("=", 1)[0].lstrip("+~") not in replaced]
+    run_dir = Path(cfg.paths.output_dir).resolve()
+    return " ".join(["python -m frossl_lit.train", *map(shlex.quote, [*kept, *changes, f"hydra.run.dir={run_dir}"])])
+
+
+def _divergence_advice(cfg: DictConfig, error: DivergedError) -> str:
+    """The guard's facts and a command that carries on at a tenth of the learning rate: afresh when the first bad
+    step lies in the first epoch (no checkpoint predates it), else from the run's last checkpoint with the new
+    schedule applied (``resume.override_schedule``)."""
+    lr = f"schedule.optimizer.lr={float(cfg.schedule.optimizer.lr) / 10:.3g}"
+    how = ["resume.overwrite=true"] if error.first_epoch else ["resume.auto=true", "resume.override_schedule=true"]
+    return (f"{error.facts}. To train at a tenth of the learning rate, "
+            f"{'start again' if error.first_epoch else 'continue from its last checkpoint'}: {rerun_command(cfg, [lr, *how])}"
+            f" (or skip such steps with callbacks.divergence.action=skip)")
+
+
 def _in_a_sweep() -> bool:
     from hydra.types import RunMode
 
@@ -147,8 +209,10 @@ def _sweeper_needs_a_value() -> bool:
     return _in_a_sweep() and "optuna" in str(HydraConfig.get().sweeper.get("_target_", "")).lower()
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="train")
-def main(cfg: DictConfig) -> float | None:
+# an absolute config path: a relative one resolves against the package (``pkg://frossl_lit/conf``, not a module)
+# when main() is called from the console script or in-process rather than as ``python -m``
+@hydra.main(version_base="1.3", config_path=str(Path(__file__).parent / "conf"), config_name="train")
+def _hydra_main(cfg: DictConfig) -> float | None:
     try:
         summary = train(cfg)
     except UserError as error:
@@ -157,10 +221,10 @@ def main(cfg: DictConfig) -> float | None:
         if _in_a_sweep():  # one diverged setting is a failed trial (NaN to a sweeper), not the end of the sweep
             print(f"\nfrossl_lit: this job failed: {error}\n", file=sys.stderr)
             return float("nan")
-        _fail(str(error), status=1)
+        _fail(_divergence_advice(cfg, error), status=1)
     except InstantiationException as error:  # a constructor rejected a config value: show its own message
         cause = error.__cause__
-        if isinstance(cause, UserError):
+        if isinstance(cause, UserError) or re.match(r"^[\w.]+=\S", str(cause or "")):  # the cause names its key
             _fail(str(cause))
         _fail(f"{error}" if cause is None else f"{error}".split("\n")[0] + f"\n  {type(cause).__name__}: {cause}")
     except Exception as error:
@@ -168,7 +232,7 @@ def main(cfg: DictConfig) -> float | None:
             raise
         _fail(
             f"another DDP process of this run stopped or stopped answering ({_first_line(error)}), so this one stops too; "
-            f"resume every process from {Path(cfg.paths.output_dir, 'checkpoints', 'last.ckpt')}",
+            f"continue it with: {rerun_command(cfg, ['resume.auto=true'])}",
             status=1,
         )
     metric = cfg.get("optimized_metric") or "probe_top1"
@@ -178,6 +242,18 @@ def main(cfg: DictConfig) -> float | None:
         _fail(f"optimized_metric={metric} is not a figure of this run's summary ({value!r}), so the sweeper has nothing "
               f"to optimise; name one of {figures}, e.g. optimized_metric=knn_top1")
     return value
+
+
+def main() -> None:
+    """``python -m frossl_lit.train`` / ``frossl-train``: the command line's overrides are checked first, so a mistyped
+    group, key or ``+key`` is one line (:mod:`frossl_lit.overrides`); then Hydra composes and runs."""
+    from frossl_lit.overrides import precheck
+
+    try:
+        precheck(sys.argv[1:], "train")
+    except UserError as error:
+        _fail(str(error))
+    _hydra_main()
 
 
 if __name__ == "__main__":

@@ -110,7 +110,7 @@ def test_a_few_training_steps_on_each_format(dataset, tmp_path):
         overrides = ["data=stl10", *small]
     elif dataset == "folder_labelled":
         write_jpegs(tmp_path / "jpegs", classes=3, per_class=8)
-        overrides = ["data=folder", f"data.root={tmp_path / 'jpegs'}", "data.val_fraction=0.25", *small]
+        overrides = ["data=folder", f"data.root={tmp_path / 'jpegs'}", "data.val_fraction=0.25", "callbacks.knn.k=10", *small]  # 18 in the bank
     else:
         write_jpegs(tmp_path / "jpegs", classes=2, per_class=8, flat=True)
         overrides = ["data=folder", f"data.root={tmp_path / 'jpegs'}", *small]
@@ -123,6 +123,7 @@ def test_a_few_training_steps_on_each_format(dataset, tmp_path):
         assert summary["knn_top1_init"] is not None and summary["knn_top1"] is not None
 
 
+@pytest.mark.slow  # 10-12 s; in make test as a row of tests/test_bad_inputs.py (in-process, the same workers)
 def test_an_unreadable_image_met_in_a_worker_is_one_line(tmp_path):
     folder = write_jpegs(tmp_path / "images", classes=2, per_class=6, size=24)
     (folder / "class_0" / "0_0.jpg").write_bytes(b"broken")

@@ -29,8 +29,11 @@ class DivergenceGuard(L.Callback):
       touch the weights), which costs one host round trip per step; ``train/skipped_steps`` is logged and the
       count is checkpointed and lands in the summary.
 
-    Under ``16-mixed`` precision the gradient scaler keeps skipping steps whose *gradients* overflow, as usual;
-    this guard acts on the loss, which the losses compute in float32.
+    The norm layers' running statistics are watched too: a batch whose activations overflow them (a learning rate
+    far too high can do so while the loss is still finite) is a bad step like a non-finite loss, and its spoilt
+    statistics are reset, so ``skip`` carries on and keeps checkpointing. Under ``16-mixed`` precision the gradient
+    scaler keeps skipping steps whose *gradients* overflow, as usual; this guard acts on the loss, which the
+    losses compute in float32.
     """
 
     def __init__(self, action: str = "stop", check_every_n_steps: int | None = None) -> None:
@@ -41,6 +44,7 @@ class DivergenceGuard(L.Callback):
         self._flags: torch.Tensor | None = None  # per term: ever non-finite since the last check
         self._first_step: torch.Tensor | None = None  # per term: first step it was non-finite (-1: never)
         self._terms: list[str] = []
+        self._bad_statistics: torch.Tensor | None = None  # this step's batch overflowed a norm layer's statistics
 
     @property
     def state_key(self) -> str:
@@ -61,6 +65,10 @@ class DivergenceGuard(L.Callback):
         bad = ~torch.isfinite(loss)
         if grads and str(trainer.precision) not in ("16-mixed", "16"):  # fp16: the gradient scaler skips overflows
             bad = bad | ~torch.isfinite(torch.stack(torch._foreach_norm(grads))).all()
+        statistics = self._statistics(pl_module)
+        self._bad_statistics = ~torch.isfinite(torch.stack(torch._foreach_norm(statistics))).all() if statistics else None
+        if self._bad_statistics is not None:
+            bad = bad | self._bad_statistics
         if self.action == "skip":
             if not bool(bad):  # one host round trip per step: the price of skipping a step exactly
                 return
@@ -73,6 +81,12 @@ class DivergenceGuard(L.Callback):
         for grad in grads:  # stop: a zero gradient instead of the bad one, decided on the device
             grad.masked_fill_(bad, 0.0)
         self._repair_statistics(pl_module, bad)
+
+    @staticmethod
+    def _statistics(pl_module: L.LightningModule) -> list[torch.Tensor]:
+        """The norm layers' running means and variances (floating-point buffers the optimizer never touches)."""
+        return [buffer for module in pl_module.modules() if isinstance(module, torch.nn.modules.batchnorm._NormBase)
+                for buffer in (module.running_mean, module.running_var) if buffer is not None]
 
     @staticmethod
     def _repair_statistics(pl_module: L.LightningModule, bad: torch.Tensor) -> None:
@@ -88,7 +102,11 @@ class DivergenceGuard(L.Callback):
             return
         terms = {"train/loss": outputs["loss"]}
         terms.update({f"train/{pl_module.name}/{part}": value for part, value in (outputs.get("parts") or {}).items()})
-        bad = torch.stack([~torch.isfinite(value.detach()).all() for value in terms.values()])
+        bad = [~torch.isfinite(value.detach()).all() for value in terms.values()]
+        if self._bad_statistics is not None:  # set before this step's optimizer step; the values are repaired
+            terms["the norm layers' running statistics"] = self._bad_statistics
+            bad.append(self._bad_statistics)
+        bad = torch.stack(bad)
         if self._flags is None or self._flags.shape != bad.shape:
             self._terms = list(terms)
             self._flags = torch.zeros_like(bad)
@@ -120,11 +138,12 @@ class DivergenceGuard(L.Callback):
             for logger in trainer.loggers:
                 logger.log_metrics({"train/skipped_steps": self.skipped_steps}, step=trainer.global_step)
             return
+        facts = (f"non-finite values at step {step} ({', '.join(bad_terms)}); its update was not applied and training "
+                 f"stopped at step {trainer.global_step}")
         raise DivergedError(
-            f"non-finite loss at step {step} ({', '.join(bad_terms)}); its update was not applied and training "
-            f"stopped at step {trainer.global_step}, the last checkpoints hold finite weights. Lower the learning "
-            f"rate (schedule.optimizer.lr) and resume from checkpoints/last.ckpt, or skip such steps with "
-            f"callbacks.divergence.action=skip"
+            f"{facts}. Lower the learning rate (schedule.optimizer.lr) and resume with resume.override_schedule=true, "
+            f"or skip such steps with callbacks.divergence.action=skip",
+            facts=facts, step=step, first_epoch=step < trainer.num_training_batches,
         )
 
     def summary(self) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import lightning as L
 
 from frossl_lit.callbacks.schedule import ScheduledEvaluation
 from frossl_lit.distributed import gather_rows
+from frossl_lit.errors import UserError
 from frossl_lit.evaluation import knn_predict, model_features, top_k_metrics
 
 
@@ -50,6 +51,7 @@ class KNNEvaluation(ScheduledEvaluation):
         return "KNNEvaluation"
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._check_bank(trainer)
         if self.at_start and self.initial_top1 is None:  # resumed runs keep their initial figure
             result = self.evaluate(trainer, pl_module)
             if result is not None:
@@ -57,6 +59,16 @@ class KNNEvaluation(ScheduledEvaluation):
                 for logger in trainer.loggers:
                     logger.log_metrics({"val/knn_top1": self.initial_top1}, step=trainer.global_step)
         self._clock_start, self._eval_seconds = time.perf_counter(), 0.0
+
+    def _check_bank(self, trainer: L.Trainer) -> None:
+        """``k`` neighbours need a bank of at least ``k`` images; its size is known once the data is set up, so a
+        run fails here, before its first kNN pass (which would otherwise come after a whole epoch)."""
+        loader = trainer.datamodule.bank_dataloader(self.bank_size) if trainer.datamodule is not None else None
+        size = len(loader.dataset) if loader is not None else None
+        if size is not None and self.k > size:
+            raise UserError(f"callbacks.knn.k={self.k} is more than the {size} images in the kNN bank (the training images"
+                            f"{'' if self.bank_size is None else f', at most callbacks.knn.bank_size={self.bank_size}'}); "
+                            f"choose at most {size}, e.g. callbacks.knn.k={min(20, size)}")
 
     def record(self, result: dict[str, float], trainer: L.Trainer) -> None:
         self.last_top1, self.last_step = result["val/knn_top1"], trainer.global_step

@@ -8,6 +8,8 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 
+from frossl_lit.fileio import atomic_write_with
+
 CURVES = ("train/loss", "val/probe_top1", "val/knn_top1", "train/effective_rank")
 
 
@@ -32,7 +34,7 @@ def plot_run(run_dir: Path) -> list[Path]:
                 axis.set_title(name)
                 axis.set_xlabel("step")
             figure.tight_layout()
-            figure.savefig(run_dir / "curves.png", dpi=100)
+            atomic_write_with(run_dir / "curves.png", lambda buffer: figure.savefig(buffer, format="png", dpi=100))
             plt.close(figure)
             written.append(run_dir / "curves.png")
     spectrum = run_dir / "spectrum.npz"
@@ -50,7 +52,7 @@ def plot_run(run_dir: Path) -> list[Path]:
         if len(steps) <= 8:
             axis.legend(fontsize=7)
         figure.tight_layout()
-        figure.savefig(run_dir / "spectrum.png", dpi=100)
+        atomic_write_with(run_dir / "spectrum.png", lambda buffer: figure.savefig(buffer, format="png", dpi=100))
         plt.close(figure)
         written.append(run_dir / "spectrum.png")
     return written

@@ -8,6 +8,8 @@ import lightning as L
 import numpy as np
 import torch
 
+from frossl_lit.fileio import atomic_write_with
+
 
 def effective_rank(eigenvalues: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
     """Roy & Vetterli (2007): exp of the Shannon entropy of the normalised non-negative eigenvalues."""
@@ -77,4 +79,5 @@ class SpectrumDiagnostics(L.Callback):
 
     def on_train_end(self, trainer, pl_module) -> None:
         if trainer.is_global_zero and self.spectra and trainer.default_root_dir:
-            np.savez(Path(trainer.default_root_dir) / self.filename, steps=np.array(self.steps), eigenvalues=np.stack(self.spectra))
+            atomic_write_with(Path(trainer.default_root_dir) / self.filename,
+                              lambda buffer: np.savez(buffer, steps=np.array(self.steps), eigenvalues=np.stack(self.spectra)))

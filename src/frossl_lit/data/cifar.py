@@ -80,11 +80,11 @@ class CIFARDataModule(InMemoryDataModule):
             return self.root / self.folder
         missing = [name for name in self.train_files if not (self.root / self.folder / name).is_file()]
         raise DataNotFoundError(
-            f"{self.downloader} not found: looked for {self.root / self.folder} (missing: {', '.join(missing)}).\n"
-            f"  - to download it (needs a network): add data.download=true\n"
-            f"  - to use a copy elsewhere: data.root=/path/to/folder (the folder that holds {self.folder}/)\n"
-            f"  - offline CIFAR-10 from the JPEG archive: python ../shared/tools/cifar10_from_jpg.py "
-            f"../shared/data/cifar10-train-jpg.tar.gz DIR, then data.root=DIR data.holdout_fraction=0.1"
+            f"{self.downloader} not found: looked for {self.root / self.folder} (missing: {', '.join(missing)}); "
+            f"to download it (needs a network) add data.download=true; to use a copy elsewhere set "
+            f"data.root=/path/to/folder (the folder that holds {self.folder}/); offline CIFAR-10 from the JPEG archive: "
+            f"python ../shared/tools/cifar10_from_jpg.py ../shared/data/cifar10-train-jpg.tar.gz DIR, then data.root=DIR "
+            f"data.holdout_fraction=0.1"
         )
 
     def load(self):

@@ -18,9 +18,13 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from frossl_lit.checkpointing import read_checkpoint
+from frossl_lit.checks import check_evaluation
 from frossl_lit.data import datamodule as build_datamodule
 from frossl_lit.errors import UserError
 from frossl_lit.evaluation.metrics import top_k_metrics
+from frossl_lit.fileio import atomic_write
+from frossl_lit.resume import check_recorded_backbone, check_shapes
 
 
 def find_run_config(ckpt: Path, pretrain_config: str | None = None) -> DictConfig:
@@ -44,15 +48,16 @@ def backbone_state_dict(checkpoint: dict) -> dict[str, torch.Tensor]:
 
 def load_pretrained(ckpt: str, data_overrides: list[str] | None = None, pretrain_config: str | None = None):
     """``(run config, DataModule, backbone in eval mode with the checkpoint's weights)``."""
-    path = Path(ckpt).expanduser()
-    if not path.is_file():
-        raise UserError(f"ckpt={ckpt} does not exist; point it at a run's checkpoints/last.ckpt or best-*.ckpt")
-    cfg = find_run_config(path, pretrain_config)
+    checkpoint = read_checkpoint(ckpt, "ckpt")  # missing, truncated, not a checkpoint: one line
+    config_path = pretrain_config or str(Path(ckpt).expanduser().parent.parent / ".hydra" / "config.yaml")
+    cfg = find_run_config(Path(ckpt).expanduser(), pretrain_config)
+    check_recorded_backbone(checkpoint, cfg, "ckpt", ckpt, config_path)  # the checkpoint records its backbone
     if data_overrides:
         cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(data_overrides)))
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     backbone: nn.Module = instantiate(cfg.backbone)
-    backbone.load_state_dict(backbone_state_dict(checkpoint))
+    weights = backbone_state_dict(checkpoint)
+    check_shapes(weights, backbone.state_dict(), "ckpt", ckpt)  # checkpoints from before the record: by shape
+    backbone.load_state_dict(weights)
     datamodule = build_datamodule(cfg.data)
     datamodule.setup()
     if not datamodule.has_labels:
@@ -73,9 +78,10 @@ def report(cfg: DictConfig, name: str, scores: torch.Tensor, labels: torch.Tenso
 
 
 def run_evaluation(name: str, evaluate, cfg: DictConfig) -> float:
-    """Run an offline evaluation and return its top-1; a user error prints its message alone and exits with
-    status 2."""
+    """Run an offline evaluation and return its top-1; a user error (:func:`frossl_lit.checks.check_evaluation`
+    first) prints its message alone and exits with status 2."""
     try:
+        check_evaluation(cfg, name)
         return evaluate(cfg)[f"{name}_top1"]
     except UserError as error:
         print(f"\nfrossl_lit: error: {error}\n", file=sys.stderr)
@@ -87,7 +93,5 @@ def resolve_device(name: str) -> torch.device:
 
 
 def write_result(output_dir: str, name: str, result: dict) -> Path:
-    out = Path(output_dir) / f"{name}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    return out
+    """``<output_dir>/<name>.json``, written whole (an unwritable directory is one line)."""
+    return atomic_write(Path(output_dir) / f"{name}.json", json.dumps(result, indent=2) + "\n")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -235,7 +236,8 @@ class SSLMethod(L.LightningModule):
             groups += [{**group, "static_lr": True} for group in split(static)]
         return groups
 
-    def configure_optimizers(self) -> Any:
+    def _build_optimizer(self) -> torch.optim.Optimizer:
+        """The optimizer over :meth:`param_groups`, every group's lr scaled by the batch rule and its ``lr_scale``."""
         optimizer = self.optimizer_factory(self.param_groups())
         batch_scale = 1.0
         if self.lr_reference_batch:
@@ -244,14 +246,52 @@ class SSLMethod(L.LightningModule):
             batch_scale = global_batch / self.lr_reference_batch
         for group in optimizer.param_groups:
             group["lr"] *= batch_scale * group.pop("lr_scale", 1.0)
-        # the schedule spans max_epochs whole epochs: max_steps / max_time stop a run early, they do not
-        # compress its schedule (estimated_stepping_batches also sets up the train loader for the batch count)
+        return optimizer
+
+    def _schedule_length(self) -> tuple[int, int]:
+        """``(total_steps, steps_per_epoch)`` the schedule spans: max_epochs whole epochs (max_steps / max_time stop
+        a run early, they do not compress its schedule; estimated_stepping_batches also sets up the train loader
+        for the batch count)."""
         estimated = int(self.trainer.estimated_stepping_batches)
         batches = self.trainer.num_training_batches
         steps_per_epoch = max(1, int(batches) // self.trainer.accumulate_grad_batches) if math.isfinite(batches) else estimated
         epochs = self.trainer.max_epochs if self.trainer.max_epochs and self.trainer.max_epochs > 0 else None
-        self.total_steps = total_steps = steps_per_epoch * epochs if epochs else estimated
+        return (steps_per_epoch * epochs if epochs else estimated), steps_per_epoch
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self._build_optimizer()
+        self.total_steps, steps_per_epoch = self._schedule_length()
         if self.scheduler_factory is None:
             return optimizer
-        scheduler = self.scheduler_factory(optimizer, total_steps=total_steps, steps_per_epoch=steps_per_epoch)
+        scheduler = self.scheduler_factory(optimizer, total_steps=self.total_steps, steps_per_epoch=steps_per_epoch)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def reset_schedule(self) -> None:
+        """Apply this run's optimizer settings and schedule to a restored optimizer (``resume.override_schedule``).
+
+        The rule: the run continues *as if it had been configured this way from the start*, at the step it has
+        reached. Every parameter group takes the fresh optimizer's hyperparameters (lr, weight decay, momenta; the
+        accumulated state, e.g. Adam's moments, is kept), ``total_steps`` follows the new length, and a fresh
+        scheduler is wound forward to ``global_step`` (one scheduler step per optimizer step)."""
+        optimizer = self.trainers_optimizer()
+        fresh = self._build_optimizer()
+        if len(fresh.param_groups) != len(optimizer.param_groups):
+            raise RuntimeError("the restored optimizer has another parameter-group layout than this run's")
+        for restored, new in zip(optimizer.param_groups, fresh.param_groups):
+            restored.update({key: value for key, value in new.items() if key != "params"})
+            restored.pop("initial_lr", None)
+        self.total_steps, steps_per_epoch = self._schedule_length()
+        configs = self.trainer.lr_scheduler_configs
+        if self.scheduler_factory is None or not configs:
+            return
+        scheduler = self.scheduler_factory(optimizer, total_steps=self.total_steps, steps_per_epoch=steps_per_epoch)
+        with warnings.catch_warnings():  # "step() before optimizer.step()": nothing is trained here
+            warnings.simplefilter("ignore")
+            for _ in range(self.trainer.global_step):  # any scheduler: wind it forward as the run would have
+                scheduler.step()
+        configs[0].scheduler = scheduler
+
+    def trainers_optimizer(self) -> torch.optim.Optimizer:
+        """The optimizer the Trainer steps (unwrapped from Lightning's wrapper)."""
+        optimizer = self.optimizers(use_pl_optimizer=False)
+        return optimizer[0] if isinstance(optimizer, list) else optimizer
