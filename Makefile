@@ -18,12 +18,14 @@ install: $(STAMP)
 train: $(STAMP)
 	$(BIN)/python -m frossl_lit.train $(ARGS)
 
-## The test suite without the tests marked slow (4-5 minutes on 2 cores); test-full runs them all.
+## The test suite without the tests marked slow, one pytest worker per core (pytest-xdist; each worker runs torch
+## on one thread): about 4 minutes on 2 cores. test-full runs them all. PYTEST_WORKERS=0 runs in one process.
+PYTEST_WORKERS ?= auto
 test: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow" -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 test-full: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests experiments

@@ -23,6 +23,9 @@ from PIL import Image
 import frossl_lit
 
 CONF_DIR = Path(frossl_lit.__file__).parent / "conf"
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # make test runs one pytest worker per core: one thread each
+    torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[1]
 
 # Tiny, fast settings every test run shares (a real small CNN and projector, a handful of steps).

@@ -49,6 +49,7 @@ def test_good_configs_pass(overrides, tmp_path):
     check_config(compose_config(overrides, tmp_path))
 
 
+@pytest.mark.slow  # 8-11 s: the train command in a real process; make test runs it in-process (test_bad_inputs.py)
 @pytest.mark.parametrize("override,key", [("data.batch_size=0", "data.batch_size=0")])  # every other key: in-process above
 def test_cli_exits_2_with_at_most_three_lines_before_anything_heavy(override, key, tmp_path):
     result = run_cli([override, f"hydra.run.dir={tmp_path}/run"], cwd=tmp_path, timeout=120)
@@ -58,6 +59,7 @@ def test_cli_exits_2_with_at_most_three_lines_before_anything_heavy(override, ke
     assert not (tmp_path / "run" / "csv").exists()  # nothing ran: no logger, no kNN pass
 
 
+@pytest.mark.slow  # 8-12 s; in make test as a row of tests/test_bad_inputs.py (in-process)
 def test_batch_larger_than_the_dataset_names_the_key(tmp_path):
     result = run_cli(["data.batch_size=5000", "callbacks.knn.at_start=false", f"hydra.run.dir={tmp_path}/run"], cwd=tmp_path, timeout=120)
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]

@@ -101,6 +101,7 @@ def test_an_optuna_sweep_maximises_a_label_free_metric(tmp_path):
     assert best["best_value"] == pytest.approx(max(rankmes))
 
 
+@pytest.mark.slow  # 13 s; the other Optuna sweep test keeps the sweeper's dependencies in make test
 def test_an_optuna_sweep_on_a_figure_no_run_publishes_gets_one_line_naming_the_figures(tmp_path):
     result = run_cli([
         "-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=1", f"hydra.sweep.dir={tmp_path / 'sweep'}",

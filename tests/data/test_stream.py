@@ -87,6 +87,7 @@ def test_prepare_then_train_20_steps_on_cifar10_and_on_an_image_folder(tmp_path)
         assert meta["splits"]["val"] > 0 and meta["images"] == ("array" if name == "cifar10" else "encoded")
 
 
+@pytest.mark.slow  # 10-12 s; in make test as a row of tests/test_bad_inputs.py (in-process)
 def test_bad_stream_input_is_one_clear_message(tmp_path):
     missing = run_cli(["data.format=litdata", f"data.stream={tmp_path / 'nowhere'}", *TINY], tmp_path)
     assert missing.returncode == 2
