@@ -19,13 +19,14 @@ train: $(STAMP)
 	$(BIN)/python -m frossl_lit.train $(ARGS)
 
 ## The test suite without the tests marked slow, one pytest worker per core (pytest-xdist; each worker runs torch
-## on one thread): about 4 minutes on 2 cores. test-full runs them all. PYTEST_WORKERS=0 runs in one process.
+## on one thread): about 4.5 minutes on 2 cores. PYTEST_WORKERS=0 runs in one process. test-full adds the slow
+## ones, in one process with every core (long trainings, DDP hangs and kills, whose timing one thread would stretch).
 PYTEST_WORKERS ?= auto
 test: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
-test-full: $(STAMP)
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+test-full: test
+	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests experiments

@@ -152,7 +152,7 @@ def test_wandb_offline_run_has_dashboard_content_and_resume_keeps_the_run_id(tmp
     assert (first / "curves.png").is_file() and (first / "spectrum.png").is_file()
     second = tmp_path / "second"
     result = run_cli(
-        [*TINY, "logger=wandb", "trainer.max_epochs=2", f"ckpt_path={first / 'checkpoints' / 'last.ckpt'}", f"hydra.run.dir={second}"],
+        [*TINY, "logger=wandb", "trainer.max_epochs=2", "resume.override_schedule=true", f"ckpt_path={first / 'checkpoints' / 'last.ckpt'}", f"hydra.run.dir={second}"],
         cwd=tmp_path, env=env,
     )
     assert result.returncode == 0, result.stderr[-3000:]

@@ -24,7 +24,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
 
 from frossl_lit.errors import UserError
-from frossl_lit.fileio import TEMP_MARK, fsync_directory, size_text, temporary_path
+from frossl_lit.fileio import TEMP_MARK, replace_whole, size_text
 
 
 class DivergedError(RuntimeError):
@@ -71,19 +71,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         existing = path.stat().st_size if path.exists() else 0
         if free < len(data):
             raise self._no_space(path, len(data), free, existing)
-        temporary = temporary_path(path)
         try:
-            with open(temporary, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, path)
+            replace_whole(path, data)
         except OSError as error:
-            temporary.unlink(missing_ok=True)
             if error.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise self._no_space(path, len(data), shutil.disk_usage(path.parent).free, existing) from None
             raise
-        fsync_directory(path.parent)
 
     @staticmethod
     def _no_space(path: Path, needed: int, free: int, existing: int) -> UserError:

@@ -74,11 +74,9 @@ def write_error(path: Path, error: OSError, needed: int | None = None, elsewhere
     return UserError(f"cannot write {path} ({reason}); choose a writable directory ({elsewhere})")
 
 
-def atomic_write(path: str | os.PathLike, data: bytes | str, elsewhere: str = _ELSEWHERE) -> Path:
-    """Write ``data`` to ``path`` atomically (see the module docstring); returns the path. ``elsewhere`` says how
-    to write it somewhere else, in the one-line error."""
-    path = Path(path)
-    payload = data.encode() if isinstance(data, str) else data
+def replace_whole(path: Path, payload: bytes | memoryview) -> None:
+    """The steps of an atomic write: a temporary file beside ``path``, flushed to disk, renamed over ``path``, the
+    rename made durable. An ``OSError`` is raised as it is, with the temporary file removed."""
     temporary = temporary_path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -87,13 +85,24 @@ def atomic_write(path: str | os.PathLike, data: bytes | str, elsewhere: str = _E
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
-    except OSError as error:
+    except OSError:
         try:
             temporary.unlink(missing_ok=True)
         except OSError:
             pass
-        raise write_error(path, error, len(payload), elsewhere) from None
+        raise
     fsync_directory(path.parent)
+
+
+def atomic_write(path: str | os.PathLike, data: bytes | str, elsewhere: str = _ELSEWHERE) -> Path:
+    """Write ``data`` to ``path`` atomically (see the module docstring); returns the path. ``elsewhere`` says how
+    to write it somewhere else, in the one-line error."""
+    path = Path(path)
+    payload = data.encode() if isinstance(data, str) else data
+    try:
+        replace_whole(path, payload)
+    except OSError as error:
+        raise write_error(path, error, len(payload), elsewhere) from None
     return path
 
 

@@ -247,12 +247,9 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 def main() -> None:
     """``python -m frossl_lit.train`` / ``frossl-train``: the command line's overrides are checked first, so a mistyped
     group, key or ``+key`` is one line (:mod:`frossl_lit.overrides`); then Hydra composes and runs."""
-    from frossl_lit.overrides import precheck
+    from frossl_lit.overrides import check_command_line
 
-    try:
-        precheck(sys.argv[1:], "train")
-    except UserError as error:
-        _fail(str(error))
+    check_command_line("train")
     _hydra_main()
 
 

@@ -273,7 +273,7 @@ class SSLMethod(L.LightningModule):
         reached. Every parameter group takes the fresh optimizer's hyperparameters (lr, weight decay, momenta; the
         accumulated state, e.g. Adam's moments, is kept), ``total_steps`` follows the new length, and a fresh
         scheduler is wound forward to ``global_step`` (one scheduler step per optimizer step)."""
-        optimizer = self.trainers_optimizer()
+        optimizer = self.stepped_optimizer()
         fresh = self._build_optimizer()
         if len(fresh.param_groups) != len(optimizer.param_groups):
             raise RuntimeError("the restored optimizer has another parameter-group layout than this run's")
@@ -291,7 +291,7 @@ class SSLMethod(L.LightningModule):
                 scheduler.step()
         configs[0].scheduler = scheduler
 
-    def trainers_optimizer(self) -> torch.optim.Optimizer:
+    def stepped_optimizer(self) -> torch.optim.Optimizer:
         """The optimizer the Trainer steps (unwrapped from Lightning's wrapper)."""
         optimizer = self.optimizers(use_pl_optimizer=False)
         return optimizer[0] if isinstance(optimizer, list) else optimizer
