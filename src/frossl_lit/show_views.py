@@ -41,7 +41,7 @@ def view_grid(datamodule, images: int = 8) -> torch.Tensor:
     return torch.stack(shown, dim=1).flatten(0, 1)
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+@hydra.main(version_base="1.3", config_path=str(Path(__file__).parent / "conf"), config_name="train")  # absolute: see train.py
 def main(cfg: DictConfig) -> None:
     grid = cfg.get("grid", {})
     try:

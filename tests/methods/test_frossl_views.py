@@ -39,6 +39,7 @@ def test_module_rejects_an_unknown_formulation():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # 8 views: ~9 minutes on the slower 2-core machines
 @pytest.mark.parametrize("views", [4, 8])
 def test_many_views_gain_five_knn_points_on_digits_with_the_defaults(views, tmp_path):
     """The acceptance of the views work: `python -m frossl_lit.train augment.num_views=V` (digits, defaults)."""
