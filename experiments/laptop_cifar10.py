@@ -27,7 +27,7 @@ from pathlib import Path
 from _results import REPO, append_report
 
 sys.path.insert(0, str(REPO / "src"))
-from frossl_lit.resolvers import cpu_has_native_bf16  # noqa: E402
+from frossl_lit.config.resolvers import cpu_has_native_bf16  # noqa: E402
 
 TARGET = 0.65
 

@@ -2,7 +2,7 @@
 
 ``run_on_two_ranks(losses)`` returns, per rank and loss name, ``(loss, averaged gradient)`` with the global-batch
 collective and the same with the per-GPU one; ``assert_*`` compare them with the single-process figures. Any loss
-test can use it (``tests/test_distributed.py`` for the built-in losses, a new method's own test for its loss).
+test can use it (``tests/runtime/test_distributed.py`` for the built-in losses, a new method's own test for its loss).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Callable
 import torch
 import torch.distributed as dist
 
-from frossl_lit.distributed import LOCAL, Collective
+from frossl_lit.runtime.distributed import LOCAL, Collective
 from tests.conftest import free_port
 
 WORLD, LOCAL_BATCH, IN_DIM = 2, 12, 6

@@ -22,9 +22,9 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from frossl_lit.checks import check_config
-from frossl_lit.errors import UserError
-from frossl_lit.overrides import precheck
+from frossl_lit.config.checks import check_config
+from frossl_lit.config.overrides import precheck
+from frossl_lit.runtime.errors import UserError
 from tests.conftest import TINY, compose_config, run_cli, write_cifar, write_jpegs
 
 FAST = ["trainer.max_steps=1", "callbacks.knn.at_start=false", "callbacks.plots=null"]
@@ -76,7 +76,7 @@ def _run_dir(tmp_path: Path) -> Path:
     OmegaConf.save(cfg, run / ".hydra" / "config.yaml")
     backbone = instantiate(cfg.backbone)
     (run / "checkpoints").mkdir()
-    record = {"RunRecord": {"config": OmegaConf.to_container(cfg, resolve=True)}}  # as frossl_lit.resume writes it
+    record = {"RunRecord": {"config": OmegaConf.to_container(cfg, resolve=True)}}  # as frossl_lit.runtime.resume writes it
     torch.save({"state_dict": {f"backbone.{k}": v for k, v in backbone.state_dict().items()}, "callbacks": record},
                run / "checkpoints" / "last.ckpt")
     _PRETRAINED.append(run / "checkpoints" / "last.ckpt")
@@ -139,21 +139,21 @@ def _other_backbone_config(tmp_path: Path) -> list[str]:
 
 
 ROWS = [
-    # -- the run directory (frossl_lit.rundir, before Hydra writes into it) -------------------------------------
+    # -- the run directory (frossl_lit.runtime.rundir, before Hydra writes into it) -------------------------------------
     Row("run dir holding a run", (), "already holds a finished run of frossl on digits", setup=lambda p: _run_in(p, "finished")),
     Row("run dir in use", (), "is in use by process 4242", setup=lambda p: _run_in(p, "locked")),
     Row("run dir through a file", (), "cannot be used as a run directory (a part of the path is a file)",
         setup=lambda p: [f"hydra.run.dir={_text_file(p, 'a_file')}/run"]),
     Row("run dir under /proc", ("hydra.run.dir=/proc/frossl_lit_run",), "hydra.run.dir=/proc/frossl_lit_run cannot be used"),
     Row("resume both ways", ("resume.auto=true", "resume.overwrite=true"), "contradict each other"),
-    # -- a checkpoint of another run's shape (frossl_lit.resume) ---------------------------------------------------
+    # -- a checkpoint of another run's shape (frossl_lit.runtime.resume) ---------------------------------------------------
     Row("ckpt of another method", ("method=vicreg",), "is a checkpoint of a FroSSL run whose method._target_",
         setup=lambda p: [f"ckpt_path={_run_dir(p)}"]),
     Row("ckpt of another width", ("backbone.widths=[8,32]",), "whose backbone.widths is [8, 16], but this run's is [8, 32]",
         setup=lambda p: [f"ckpt_path={_run_dir(p)}"]),
     Row("knn with another run's config", (), "was trained with backbone.widths=[8, 16], but", command="knn",
         setup=_other_backbone_config),
-    # -- values of the training config (frossl_lit.checks, before anything heavy) -------------------------------
+    # -- values of the training config (frossl_lit.config.checks, before anything heavy) -------------------------------
     *(Row(f"batch {v}", (f"data.batch_size={v}",)) for v in ("-1", "abc", "0", "1")),
     Row("batch larger than the data", ("data.batch_size=100000", *FAST), "data.batch_size=100000 × 1 device(s) is more than the 1437"),
     Row("no views", ("augment.num_views=0",)),
@@ -175,7 +175,7 @@ ROWS = [
     Row("step checkpoints", ("callbacks.checkpoint_steps.every_n_steps=0",)),
     Row("bad divergence action", ("callbacks.divergence.action=explode",)),
     Row("ddp without devices", ("trainer=ddp", "trainer.devices=0"), "devices"),
-    # -- the command line itself (frossl_lit.overrides, before Hydra composes) ---------------------------------
+    # -- the command line itself (frossl_lit.config.overrides, before Hydra composes) ---------------------------------
     Row("unknown method", ("method=nosuch",), "method=nosuch is not a method config; choose one of barlow_twins"),
     Row("unknown dataset", ("data=cifar",), "(did you mean data=cifar10?)"),
     Row("mistyped key", ("trainer.max_epoch=5",), "trainer.max_epoch is not a setting (did you mean trainer.max_epochs?)"),

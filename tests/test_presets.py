@@ -20,7 +20,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from frossl_lit.data.augment import ViewRecipe
-from frossl_lit.errors import UserError
+from frossl_lit.runtime.errors import UserError
 from tests.conftest import CONF_DIR, compose_raw
 
 _REFERENCE_DIR = Path(__file__).parent / "reference"

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from frossl_lit import sweep_table
-from frossl_lit.stats import format_ci, mean_ci
+from frossl_lit.reports.stats import format_ci, mean_ci
 
 # (method, overrides, knn_top1, probe_top1, wall_seconds) per job, in Hydra's job order
 JOBS = [

@@ -78,7 +78,7 @@ def test_bad_config_value_gets_a_clear_message(tmp_path):
     assert "method.formulation='batch' is not one of official, paper_two_view, paper_multiview" in result.stderr
 
 
-@pytest.mark.slow  # 14 s; tests/test_loggers.py keeps offline W&B in make test
+@pytest.mark.slow  # 14 s; tests/runtime/test_loggers.py keeps offline W&B in make test
 def test_wandb_offline_without_key_or_network(tmp_path):
     result = run_cli(
         [*TINY, "logger=wandb", "trainer.max_epochs=1", f"hydra.run.dir={tmp_path}/run"],

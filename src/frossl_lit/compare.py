@@ -10,7 +10,7 @@ one directory (``dir``, default ``outputs/studies/<study.name>``):
    study per method, named after it) and write their runs to ``<dir>/tuning/<method>/trial_<k>``.
 2. **final** — each method's best trial again on every seed of ``study.final.seeds``, on the reported split,
    into ``<dir>/final/<method>/seed_<s>``.
-3. **report** — ``<dir>/report.md``, ``report.json`` and PNGs (:mod:`frossl_lit.study_report`).
+3. **report** — ``<dir>/report.md``, ``report.json`` and PNGs (:mod:`frossl_lit.reports.study_report`).
 
 Every run is a child process (``python -m frossl_lit.train``), its output in ``<dir>/logs/``. A study that is
 killed and started again with the same command continues: finished trials and final runs are not redone, and
@@ -36,9 +36,9 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from frossl_lit.errors import UserError
-from frossl_lit.fileio import atomic_write
-from frossl_lit.overrides import CONF_DIR, check_command_line
+from frossl_lit.config.overrides import CONF_DIR, check_command_line
+from frossl_lit.runtime.errors import UserError
+from frossl_lit.runtime.fileio import atomic_write
 
 PHASES = ("tune", "final", "report")
 # what may change between two starts of one study: more trials, more seeds, thresholds and the report
@@ -222,7 +222,7 @@ class Study:
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="compare")  # absolute: see train.py
 def _hydra_main(cfg: DictConfig) -> None:
-    from frossl_lit.study_report import write_report
+    from frossl_lit.reports.study_report import write_report
 
     directory = Path(cfg.dir)
     lock_path = directory / ".lock"
@@ -258,7 +258,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    """The command line's overrides are checked first (:mod:`frossl_lit.overrides`), then Hydra composes and runs."""
+    """The command line's overrides are checked first (:mod:`frossl_lit.config.overrides`), then Hydra composes and runs."""
     check_command_line("compare")
     _hydra_main()
 

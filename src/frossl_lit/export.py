@@ -17,10 +17,10 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from frossl_lit.checkpointing import read_checkpoint
-from frossl_lit.errors import UserError
 from frossl_lit.evaluation.offline import backbone_state_dict, find_run_config
-from frossl_lit.fileio import atomic_write
+from frossl_lit.runtime.checkpointing import read_checkpoint
+from frossl_lit.runtime.errors import UserError
+from frossl_lit.runtime.fileio import atomic_write
 
 
 def export(ckpt: str, out: str) -> Path:

@@ -9,10 +9,10 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from frossl_lit.errors import UserError
+from frossl_lit.config.overrides import CONF_DIR, check_command_line
 from frossl_lit.evaluation import extract_features, knn_predict
 from frossl_lit.evaluation.offline import load_pretrained, report, resolve_device, run_evaluation
-from frossl_lit.overrides import CONF_DIR, check_command_line
+from frossl_lit.runtime.errors import UserError
 
 
 def knn_evaluation(cfg: DictConfig) -> dict:
@@ -37,7 +37,7 @@ def _hydra_main(cfg: DictConfig) -> float:
 
 
 def main() -> None:
-    """The command line's overrides are checked first (:mod:`frossl_lit.overrides`), then Hydra composes and runs."""
+    """The command line's overrides are checked first (:mod:`frossl_lit.config.overrides`), then Hydra composes and runs."""
     check_command_line("evaluate")
     _hydra_main()
 

@@ -17,11 +17,11 @@ import torch.nn.functional as F
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from frossl_lit.config.overrides import CONF_DIR, check_command_line
 from frossl_lit.data.augment import ViewRecipe
-from frossl_lit.errors import UserError
 from frossl_lit.evaluation import extract_features, linear_head, linear_optimizer
 from frossl_lit.evaluation.offline import load_pretrained, report, resolve_device, run_evaluation
-from frossl_lit.overrides import CONF_DIR, check_command_line
+from frossl_lit.runtime.errors import UserError
 
 
 def protocol(linear: DictConfig, run_cfg: DictConfig, command_line: list[str] | None = None) -> DictConfig:
@@ -82,7 +82,7 @@ def _hydra_main(cfg: DictConfig) -> float:
 
 
 def main() -> None:
-    """The command line's overrides are checked first (:mod:`frossl_lit.overrides`), then Hydra composes and runs."""
+    """The command line's overrides are checked first (:mod:`frossl_lit.config.overrides`), then Hydra composes and runs."""
     check_command_line("evaluate")
     _hydra_main()
 

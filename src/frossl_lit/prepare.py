@@ -14,8 +14,8 @@ import sys
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from frossl_lit.errors import UserError
-from frossl_lit.overrides import CONF_DIR, check_command_line
+from frossl_lit.config.overrides import CONF_DIR, check_command_line
+from frossl_lit.runtime.errors import UserError
 
 
 def prepare(cfg: DictConfig) -> dict:
@@ -55,7 +55,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    """The command line's overrides are checked first (:mod:`frossl_lit.overrides`), then Hydra composes and runs."""
+    """The command line's overrides are checked first (:mod:`frossl_lit.config.overrides`), then Hydra composes and runs."""
     check_command_line("prepare")
     _hydra_main()
 

@@ -17,8 +17,9 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torchvision.utils import save_image
 
+from frossl_lit.config import CONF_DIR
 from frossl_lit.data import datamodule as build_datamodule
-from frossl_lit.errors import UserError
+from frossl_lit.runtime.errors import UserError
 
 
 def view_grid(datamodule, images: int = 8) -> torch.Tensor:
@@ -41,7 +42,7 @@ def view_grid(datamodule, images: int = 8) -> torch.Tensor:
     return torch.stack(shown, dim=1).flatten(0, 1)
 
 
-@hydra.main(version_base="1.3", config_path=str(Path(__file__).parent / "conf"), config_name="train")  # absolute: see train.py
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")  # absolute: see train.py
 def main(cfg: DictConfig) -> None:
     grid = cfg.get("grid", {})
     try:

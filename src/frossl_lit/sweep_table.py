@@ -6,7 +6,7 @@ Reads each job's ``summary.json`` and ``.hydra/overrides.yaml``; ``--csv FILE`` 
 ``seed=…`` (and minus ``method=…``, which has its own column), so a sweep such as
 ``-m method=frossl,vicreg seed=0,1,2`` gives two rows. Each row shows how many seeds (jobs) it holds and the
 mean ± 95% Student-t confidence interval over them of ``knn_top1``, ``probe_top1`` and ``wall_seconds``
-(``frossl_lit.stats.mean_ci``); a setting run with a single seed shows its value with ``(1 seed)``. A figure
+(``frossl_lit.reports.stats.mean_ci``); a setting run with a single seed shows its value with ``(1 seed)``. A figure
 missing from some jobs' summaries is averaged over the others, and ``[n=k]`` says over how many. With
 ``--by-setting``, ``--csv FILE`` writes the grouped rows: ``<metric>_mean``, ``_low``, ``_high`` and ``_n``
 per metric (``_low``/``_high`` empty for one seed).
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from frossl_lit.stats import format_ci, mean_ci
+from frossl_lit.reports.stats import format_ci, mean_ci
 
 COLUMNS = ("job", "overrides", "probe_top1", "knn_top1_init", "knn_top1", "epochs", "wall_seconds")
 GROUP_METRICS = {"knn_top1": 4, "probe_top1": 4, "wall_seconds": 1}  # metric -> decimals shown

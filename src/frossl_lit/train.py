@@ -21,16 +21,17 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from frossl_lit import rundir
 from frossl_lit.callbacks import LossProgressBar
-from frossl_lit.checkpointing import DivergedError, read_checkpoint
-from frossl_lit.checks import check_config
+from frossl_lit.config import CONF_DIR
+from frossl_lit.config.checks import check_config
 from frossl_lit.data import datamodule as build_datamodule
-from frossl_lit.errors import UserError
-from frossl_lit.fileio import atomic_write
-from frossl_lit.hydra_ddp import single_job_command_line
-from frossl_lit.loggers import continue_csv_history, read_csv_history
-from frossl_lit.resume import (
+from frossl_lit.runtime import rundir
+from frossl_lit.runtime.checkpointing import DivergedError, read_checkpoint
+from frossl_lit.runtime.errors import UserError
+from frossl_lit.runtime.fileio import atomic_write
+from frossl_lit.runtime.hydra_ddp import single_job_command_line
+from frossl_lit.runtime.loggers import continue_csv_history, read_csv_history
+from frossl_lit.runtime.resume import (
     RunRecord,
     ScheduleOverride,
     check_finished,
@@ -55,7 +56,7 @@ def build(cfg: DictConfig, resume: dict[str, Any] | None = None) -> tuple[L.Ligh
         **OmegaConf.to_container(cfg.get("model") or OmegaConf.create(), resolve=True),  # compile, channels_last
     )
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
-    callbacks.append(RunRecord(resolved(cfg)))  # every checkpoint carries the run's config (frossl_lit.resume)
+    callbacks.append(RunRecord(resolved(cfg)))  # every checkpoint carries the run's config (frossl_lit.runtime.resume)
     if resume is not None and (cfg.get("resume") or {}).get("override_schedule"):
         callbacks.append(ScheduleOverride())  # the new schedule, once Lightning has restored the old one
     if cfg.trainer.get("enable_progress_bar", True):
@@ -79,7 +80,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
 def _resume_checkpoint(cfg: DictConfig) -> tuple[str | None, dict[str, Any] | None]:
     """The checkpoint the run continues from: with ``resume.auto`` its own ``last.ckpt`` when there is one, else
-    ``ckpt_path``; checked against this run's shape and schedule (:mod:`frossl_lit.resume`)."""
+    ``ckpt_path``; checked against this run's shape and schedule (:mod:`frossl_lit.runtime.resume`)."""
     own = rundir.own_checkpoint(cfg.paths.output_dir) if (cfg.get("resume") or {}).get("auto") else None
     path = str(own) if own is not None else cfg.get("ckpt_path")
     if not path:
@@ -211,7 +212,7 @@ def _sweeper_needs_a_value() -> bool:
 
 # an absolute config path: a relative one resolves against the package (``pkg://frossl_lit/conf``, not a module)
 # when main() is called from the console script or in-process rather than as ``python -m``
-@hydra.main(version_base="1.3", config_path=str(Path(__file__).parent / "conf"), config_name="train")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 def _hydra_main(cfg: DictConfig) -> float | None:
     try:
         summary = train(cfg)
@@ -246,8 +247,8 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 
 def main() -> None:
     """``python -m frossl_lit.train`` / ``frossl-train``: the command line's overrides are checked first, so a mistyped
-    group, key or ``+key`` is one line (:mod:`frossl_lit.overrides`); then Hydra composes and runs."""
-    from frossl_lit.overrides import check_command_line
+    group, key or ``+key`` is one line (:mod:`frossl_lit.config.overrides`); then Hydra composes and runs."""
+    from frossl_lit.config.overrides import check_command_line
 
     check_command_line("train")
     _hydra_main()

@@ -11,7 +11,7 @@ import lightning as L
 import pytest
 import torch
 
-from frossl_lit.checkpointing import DivergedError, non_finite_tensors
+from frossl_lit.runtime.checkpointing import DivergedError, non_finite_tensors
 from frossl_lit.train import train
 from tests.conftest import REPO, TINY, compose_config, run_cli, tiny_fit
 

@@ -11,7 +11,7 @@ from hydra.utils import instantiate
 from frossl_lit.data import ShardedBatchSampler, ViewAugment, ViewRecipe
 from frossl_lit.data.cifar import CIFAR100DataModule, CIFARDataModule
 from frossl_lit.data.digits import DigitsDataModule
-from frossl_lit.errors import DataNotFoundError, UserError
+from frossl_lit.runtime.errors import DataNotFoundError, UserError
 from tests.conftest import compose_config, write_cifar
 
 

@@ -10,7 +10,7 @@ import torch
 from frossl_lit.data import ViewAugment, ViewRecipe
 from frossl_lit.data.folder import ImageFolderDataModule, ImageNet100DataModule, ImageNetDataModule
 from frossl_lit.data.stl10 import STL10DataModule
-from frossl_lit.errors import DataNotFoundError
+from frossl_lit.runtime.errors import DataNotFoundError
 from frossl_lit.train import train
 from tests.conftest import TINY, compose_config, run_cli, write_jpegs, write_stl10
 

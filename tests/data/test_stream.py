@@ -15,7 +15,7 @@ from frossl_lit.data import SSLDataModule, datamodule
 from frossl_lit.data.augment import ViewAugment
 from frossl_lit.data.base import TensorImages
 from frossl_lit.data.stream import StreamingDataModule, write_stream
-from frossl_lit.errors import UserError
+from frossl_lit.runtime.errors import UserError
 from tests.conftest import TINY, TINY_DATASETS, compose_config, free_port, make_tiny_dataset, run_cli
 
 
@@ -191,14 +191,14 @@ def test_the_loader_state_resumes_mid_epoch_with_the_unseen_images(tmp_path):
 @pytest.mark.slow  # 35 s; the loader's own resume is checked above
 def test_a_run_stopped_mid_epoch_on_a_stream_resumes_to_the_same_weights(tmp_path):
     from frossl_lit.train import train
-    from tests.test_resume import RUN, Crash, _assert_same_weights, _weights
+    from tests.runtime.test_resume import RUN, Crash, _assert_same_weights, _weights
 
     native = datamodule(compose_config(TINY, tmp_path / "convert").data)
     write_stream(native, str(tmp_path / "stream"), progress=False)
     run = [*RUN, "data.format=litdata", f"data.stream={tmp_path / 'stream'}", "callbacks.knn=null", "callbacks.labelfree=null", "callbacks.probe=null",
            "callbacks.checkpoint_best=null"]
     whole = train(compose_config(run, tmp_path / "whole"))
-    first = compose_config([*run, "+callbacks.crash._target_=tests.test_resume.CrashAfter", "+callbacks.crash.step=31"], tmp_path / "first")
+    first = compose_config([*run, "+callbacks.crash._target_=tests.runtime.test_resume.CrashAfter", "+callbacks.crash.step=31"], tmp_path / "first")
     with pytest.raises(Crash):
         train(first)
     resumed = train(compose_config([*run, f"ckpt_path={tmp_path / 'first' / 'checkpoints' / 'last.ckpt'}"], tmp_path / "resumed"))

@@ -9,9 +9,9 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from frossl_lit.errors import UserError
 from frossl_lit.evaluation import extract_features, knn_predict, linear_head, linear_optimizer, top_k_metrics
 from frossl_lit.evaluation.offline import load_pretrained, report
+from frossl_lit.runtime.errors import UserError
 
 
 def test_knn_scores_are_the_weighted_votes_of_the_k_nearest():

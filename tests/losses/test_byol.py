@@ -78,7 +78,7 @@ def test_trains_from_its_config_and_the_target_follows_the_online_network(tmp_pa
     (["method.predictor=null"], r"method.predictor=None is needed: BYOL predicts one branch from the other; drop the"),
 ])
 def test_bad_momenta_are_one_line_before_the_run(overrides, message, tmp_path):
-    from frossl_lit.errors import UserError
+    from frossl_lit.runtime.errors import UserError
 
     with pytest.raises(UserError, match=message):
         train(compose_config([*TINY, "method=byol", *overrides], tmp_path))

@@ -9,9 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from frossl_lit.errors import UserError
 from frossl_lit.losses.mocov2 import mocov2_loss
 from frossl_lit.methods.queue import KeyQueue
+from frossl_lit.runtime.errors import UserError
 from frossl_lit.train import train
 from tests.conftest import TINY, compose_config
 from tests.ddp_harness import (

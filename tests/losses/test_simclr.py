@@ -91,7 +91,7 @@ def test_trains_from_its_config_with_four_views(tmp_path):
 
 
 def test_a_bad_temperature_is_one_line_before_the_run(tmp_path):
-    from frossl_lit.errors import UserError
+    from frossl_lit.runtime.errors import UserError
 
     with pytest.raises(UserError, match=r"method.temperature=0 must be a temperature > 0"):
         train(compose_config([*TINY, "method=simclr", "method.temperature=0"], tmp_path))

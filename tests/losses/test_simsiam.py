@@ -64,7 +64,7 @@ def test_trains_from_its_config_and_the_predictor_keeps_the_peak_lr(tmp_path):
 
 
 def test_four_views_are_one_line_before_the_run(tmp_path):
-    from frossl_lit.errors import UserError
+    from frossl_lit.runtime.errors import UserError
 
     with pytest.raises(UserError, match=r"augment.num_views=4 gives 4 views in all, but SimSiam takes exactly 2"):
         train(compose_config([*TINY, "method=simsiam", "augment.num_views=4"], tmp_path))

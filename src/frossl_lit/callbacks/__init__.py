@@ -1,5 +1,5 @@
 from frossl_lit.callbacks.divergence import DivergenceGuard
-from frossl_lit.callbacks.knn import KNNEvaluation
+from frossl_lit.callbacks.knn_monitor import KNNEvaluation
 from frossl_lit.callbacks.labelfree import LabelFreeEvaluation
 from frossl_lit.callbacks.online_probe import OnlineLinearProbe
 from frossl_lit.callbacks.plots import RunPlots, plot_run

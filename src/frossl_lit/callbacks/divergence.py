@@ -7,7 +7,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from frossl_lit.checkpointing import DivergedError
+from frossl_lit.runtime.checkpointing import DivergedError
 
 ACTIONS = ("stop", "skip")
 
@@ -23,7 +23,7 @@ class DivergenceGuard(L.Callback):
       trip, so the weights stay finite (what the optimizer does with a zero gradient, momentum and weight decay,
       still applies). The flags are read on the host every ``check_every_n_steps`` steps (default: the trainer's
       logging interval), at each epoch start (after the previous epoch's checkpoints) and at the end of training,
-      and then :class:`~frossl_lit.checkpointing.DivergedError` names the first non-finite step and the loss
+      and then :class:`~frossl_lit.runtime.checkpointing.DivergedError` names the first non-finite step and the loss
       terms that went non-finite; the entry point prints it as one line and exits 1.
     - ``action="skip"``: a bad step is skipped outright (its gradients are dropped, so the optimizer does not
       touch the weights), which costs one host round trip per step; ``train/skipped_steps`` is logged and the

@@ -8,7 +8,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 
-from frossl_lit.fileio import atomic_write_with
+from frossl_lit.runtime.fileio import atomic_write_with
 
 CURVES = ("train/loss", "val/probe_top1", "val/knn_top1", "train/effective_rank")
 

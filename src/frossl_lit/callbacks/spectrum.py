@@ -8,7 +8,7 @@ import lightning as L
 import numpy as np
 import torch
 
-from frossl_lit.fileio import atomic_write_with
+from frossl_lit.runtime.fileio import atomic_write_with
 
 
 def effective_rank(eigenvalues: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:

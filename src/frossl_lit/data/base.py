@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from frossl_lit.data.augment import ViewAugment
-from frossl_lit.errors import UserError
+from frossl_lit.runtime.errors import UserError
 
 
 class ShardedBatchSampler:

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from frossl_lit.data.base import InMemoryDataModule
-from frossl_lit.errors import DataNotFoundError, UserError
+from frossl_lit.runtime.errors import DataNotFoundError, UserError
 
 
 def _read_batch(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray]:

@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 from frossl_lit.data.base import SSLDataModule
 from frossl_lit.data.decode import Crop, decode_views
 from frossl_lit.data.decode import eval_resize as default_eval_resize
-from frossl_lit.errors import DataNotFoundError
+from frossl_lit.runtime.errors import DataNotFoundError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff", ".gif")
 BAD_IMAGE_POLICIES = ("fail", "skip")

@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import ConcatDataset, Dataset
 
 from frossl_lit.data.base import SSLDataModule
-from frossl_lit.errors import DataNotFoundError
+from frossl_lit.runtime.errors import DataNotFoundError
 
 PIXELS = 3 * 96 * 96
 

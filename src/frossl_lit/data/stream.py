@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from frossl_lit.data.base import SSLDataModule
 from frossl_lit.data.decode import Crop, decode_views, eval_resize
-from frossl_lit.errors import DataNotFoundError, UserError
+from frossl_lit.runtime.errors import DataNotFoundError, UserError
 
 META_FILE = "frossl_meta.json"
 FORMATS = ("native", "litdata")

@@ -1,5 +1,5 @@
 """Evaluation, online and offline alike: backbone features, the weighted kNN classifier, the linear head and
-top-k accuracy (torchmetrics). The callbacks (``frossl_lit.callbacks.knn`` / ``online_probe``) and the offline
+top-k accuracy (torchmetrics). The callbacks (``frossl_lit.callbacks.knn_monitor`` / ``online_probe``) and the offline
 commands (``python -m frossl_lit.knn`` / ``linear``) are thin users of these functions.
 
 - :mod:`.features`: ``extract_features`` — a loader through a backbone, in eval mode, with any input transform
@@ -11,8 +11,8 @@ commands (``python -m frossl_lit.knn`` / ``linear``) are thin users of these fun
 """
 
 from frossl_lit.evaluation.features import extract_features, model_features
-from frossl_lit.evaluation.knn import knn_predict
-from frossl_lit.evaluation.linear import linear_head, linear_optimizer
+from frossl_lit.evaluation.knn_classifier import knn_predict
+from frossl_lit.evaluation.linear_head import linear_head, linear_optimizer
 from frossl_lit.evaluation.metrics import top_k_metrics
 
 __all__ = ["extract_features", "knn_predict", "linear_head", "linear_optimizer", "model_features", "top_k_metrics"]

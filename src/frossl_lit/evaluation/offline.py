@@ -18,13 +18,13 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from frossl_lit.checkpointing import read_checkpoint
-from frossl_lit.checks import check_evaluation
+from frossl_lit.config.checks import check_evaluation
 from frossl_lit.data import datamodule as build_datamodule
-from frossl_lit.errors import UserError
 from frossl_lit.evaluation.metrics import top_k_metrics
-from frossl_lit.fileio import atomic_write
-from frossl_lit.resume import check_recorded_backbone, check_shapes
+from frossl_lit.runtime.checkpointing import read_checkpoint
+from frossl_lit.runtime.errors import UserError
+from frossl_lit.runtime.fileio import atomic_write
+from frossl_lit.runtime.resume import check_recorded_backbone, check_shapes
 
 
 def find_run_config(ckpt: Path, pretrain_config: str | None = None) -> DictConfig:
@@ -78,7 +78,7 @@ def report(cfg: DictConfig, name: str, scores: torch.Tensor, labels: torch.Tenso
 
 
 def run_evaluation(name: str, evaluate, cfg: DictConfig) -> float:
-    """Run an offline evaluation and return its top-1; a user error (:func:`frossl_lit.checks.check_evaluation`
+    """Run an offline evaluation and return its top-1; a user error (:func:`frossl_lit.config.checks.check_evaluation`
     first) prints its message alone and exits with status 2."""
     try:
         check_evaluation(cfg, name)

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 import torch
 
-from frossl_lit.distributed import LOCAL, Collective
 from frossl_lit.losses.common import float32_maths, standardize
+from frossl_lit.runtime.distributed import LOCAL, Collective
 
 
 @float32_maths

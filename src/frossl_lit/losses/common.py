@@ -12,7 +12,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from frossl_lit.distributed import LOCAL, Collective
+from frossl_lit.runtime.distributed import LOCAL, Collective
 
 
 def unit_columns(z: torch.Tensor, collective: Collective = LOCAL, eps: float = 1e-12) -> torch.Tensor:

@@ -36,8 +36,8 @@ from collections.abc import Sequence
 
 import torch
 
-from frossl_lit.distributed import LOCAL, Collective
 from frossl_lit.losses.common import centre, float32_maths, unit_columns, unit_rows
+from frossl_lit.runtime.distributed import LOCAL, Collective
 
 FORMULATIONS = ("official", "paper_two_view", "paper_multiview")
 

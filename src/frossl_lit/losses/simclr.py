@@ -10,7 +10,7 @@ averaged over all N·V anchors. Two views give the paper's NT-Xent; V > 2 views 
 solo-learn uses (every other view of the same image is a positive, their exponentials summed).
 
 Under DDP the keys are the **global** batch, gathered with gradients flowing back to the rank that produced them
-(:func:`frossl_lit.distributed.all_gather_cat`); peers that gather without a backward lose the negatives' share of
+(:func:`frossl_lit.runtime.distributed.all_gather_cat`); peers that gather without a backward lose the negatives' share of
 the gradient. ``global_batch=False`` contrasts each rank's own batch.
 """
 
@@ -20,8 +20,8 @@ from collections.abc import Sequence
 
 import torch
 
-from frossl_lit.distributed import LOCAL, Collective
 from frossl_lit.losses.common import float32_maths, unit_rows
+from frossl_lit.runtime.distributed import LOCAL, Collective
 
 
 @float32_maths

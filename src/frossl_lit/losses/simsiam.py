@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from frossl_lit.distributed import LOCAL, Collective
 from frossl_lit.losses.common import float32_maths
+from frossl_lit.runtime.distributed import LOCAL, Collective
 
 
 @float32_maths

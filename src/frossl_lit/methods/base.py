@@ -17,8 +17,8 @@ import lightning as L
 import torch
 from torch import nn
 
-from frossl_lit.distributed import Collective
 from frossl_lit.optim.param_groups import split_weight_decay
+from frossl_lit.runtime.distributed import Collective
 
 
 @dataclass
@@ -82,7 +82,7 @@ class SSLMethod(L.LightningModule):
 
     name = "ssl"
     # (min, max) total views (augment.num_views + augment.small_views) the loss takes; max None: no limit.
-    # Checked on the config before the run starts (frossl_lit.checks).
+    # Checked on the config before the run starts (frossl_lit.config.checks).
     views_supported: tuple[int, int | None] = (2, None)
     # a method whose loss reads Branches.predictions (checked on the config: method.predictor must not be null)
     requires_predictor = False

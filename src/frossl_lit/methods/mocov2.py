@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from frossl_lit.errors import UserError
 from frossl_lit.losses.common import unit_rows
 from frossl_lit.losses.mocov2 import mocov2_loss
 from frossl_lit.methods.momentum import MomentumMethod
 from frossl_lit.methods.queue import KeyQueue
+from frossl_lit.runtime.errors import UserError
 
 
 class MoCoV2(MomentumMethod):

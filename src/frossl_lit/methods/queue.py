@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from frossl_lit.distributed import all_gather_cat
+from frossl_lit.runtime.distributed import all_gather_cat
 
 
 class KeyQueue(nn.Module):

@@ -26,7 +26,7 @@ import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from frossl_lit.errors import UserError
+from frossl_lit.runtime.errors import UserError
 
 RECORD_KEY = "RunRecord"
 # the keys that set a run's shape (a checkpoint of another shape cannot continue) and its schedule

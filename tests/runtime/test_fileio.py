@@ -1,5 +1,5 @@
-"""Files are written whole or not at all, and a write that cannot happen is one line (frossl_lit.fileio); the CSV
-logger replaces metrics.csv whole (frossl_lit.loggers.AtomicCSVLogger)."""
+"""Files are written whole or not at all, and a write that cannot happen is one line (frossl_lit.runtime.fileio); the CSV
+logger replaces metrics.csv whole (frossl_lit.runtime.loggers.AtomicCSVLogger)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import os
 
 import pytest
 
-from frossl_lit.errors import UserError
-from frossl_lit.fileio import atomic_write, atomic_write_with
+from frossl_lit.runtime.errors import UserError
+from frossl_lit.runtime.fileio import atomic_write, atomic_write_with
 
 
 def test_atomic_write_replaces_the_file_and_leaves_no_temporary(tmp_path):
@@ -54,7 +54,7 @@ def test_an_unwritable_destination_is_one_line(where, tmp_path):
 
 
 def test_the_csv_logger_keeps_every_row_and_a_failed_save_keeps_the_previous_file(tmp_path, monkeypatch):
-    from frossl_lit.loggers import AtomicCSVLogger
+    from frossl_lit.runtime.loggers import AtomicCSVLogger
 
     logger = AtomicCSVLogger(str(tmp_path), name="csv", version="")
     logger.log_hyperparams({"lr": 0.1, "widths": [8, 16]})

@@ -8,9 +8,9 @@ from typing import Any
 import lightning as L
 
 from frossl_lit.callbacks.schedule import ScheduledEvaluation
-from frossl_lit.distributed import gather_rows
-from frossl_lit.errors import UserError
 from frossl_lit.evaluation import knn_predict, model_features, top_k_metrics
+from frossl_lit.runtime.distributed import gather_rows
+from frossl_lit.runtime.errors import UserError
 
 
 class KNNEvaluation(ScheduledEvaluation):

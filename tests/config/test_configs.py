@@ -51,8 +51,8 @@ def test_evaluation_config_composes():
 @pytest.mark.parametrize("native", [True, False])
 def test_laptop_preset_picks_bf16_only_on_a_cpu_that_has_it(native, monkeypatch, tmp_path):
     """bf16 autocast is 1.8x faster than fp32 on a CPU with AVX512-BF16 / AMX and only emulated elsewhere:
-    the laptop setting resolves precision, compile and epochs from the CPU (frossl_lit.resolvers)."""
-    from frossl_lit import resolvers
+    the laptop setting resolves precision, compile and epochs from the CPU (frossl_lit.config.resolvers)."""
+    from frossl_lit.config import resolvers
 
     monkeypatch.setattr(resolvers, "cpu_has_native_bf16", lambda: native)
     for preset in ("frossl_cifar10_laptop", "vicreg_cifar10_laptop"):
@@ -63,7 +63,7 @@ def test_laptop_preset_picks_bf16_only_on_a_cpu_that_has_it(native, monkeypatch,
 
 
 def test_cpu_bf16_probe_reads_torch():
-    from frossl_lit.resolvers import cpu_has_native_bf16
+    from frossl_lit.config.resolvers import cpu_has_native_bf16
 
     expected = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
     assert cpu_has_native_bf16() is expected

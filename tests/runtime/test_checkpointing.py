@@ -1,5 +1,5 @@
 """Checkpoints are written whole or not at all, never with non-finite weights; a full disk and an unreadable
-checkpoint each get one message (frossl_lit.checkpointing)."""
+checkpoint each get one message (frossl_lit.runtime.checkpointing)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import time
 import pytest
 import torch
 
-from frossl_lit.checkpointing import AtomicCheckpointIO, DivergedError, read_checkpoint
-from frossl_lit.errors import UserError
+from frossl_lit.runtime.checkpointing import AtomicCheckpointIO, DivergedError, read_checkpoint
+from frossl_lit.runtime.errors import UserError
 from tests.conftest import REPO
 
 
@@ -81,7 +81,7 @@ def test_too_little_free_space_is_said_before_writing(tmp_path, monkeypatch):
 
 _SLOW_SAVE = """
 import os, sys, time, torch
-from frossl_lit.checkpointing import AtomicCheckpointIO
+from frossl_lit.runtime.checkpointing import AtomicCheckpointIO
 os.fsync = lambda fd: time.sleep(60)  # hold the save between writing the temporary file and renaming it
 AtomicCheckpointIO().save_checkpoint({"state_dict": {"w": torch.full((1000,), 2.0)}, "global_step": 2}, sys.argv[1])
 """
@@ -119,7 +119,7 @@ def test_a_truncated_checkpoint_names_the_file_and_the_newest_readable_one(tmp_p
 
 
 def test_a_directory_or_a_file_that_is_no_checkpoint_gets_one_line_naming_a_readable_one(tmp_path):
-    from frossl_lit.checkpointing import read_checkpoint
+    from frossl_lit.runtime.checkpointing import read_checkpoint
 
     good = tmp_path / "last.ckpt"
     torch.save(_checkpoint(), good)

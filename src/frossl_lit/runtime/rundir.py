@@ -38,7 +38,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from frossl_lit.errors import UserError
+from frossl_lit.runtime.errors import UserError
 
 LOCK_NAME = ".run.lock"
 # what a run writes into its directory: removed by resume.overwrite=true (nothing else is touched)

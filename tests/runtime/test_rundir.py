@@ -1,4 +1,4 @@
-"""A run directory has one owner (frossl_lit.rundir): a lock while a run uses it, and an earlier run in it is
+"""A run directory has one owner (frossl_lit.runtime.rundir): a lock while a run uses it, and an earlier run in it is
 continued, deleted or refused only as the user says."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import textwrap
 import pytest
 from omegaconf import OmegaConf
 
-from frossl_lit import rundir
-from frossl_lit.errors import UserError
+from frossl_lit.runtime import rundir
+from frossl_lit.runtime.errors import UserError
 
 
 def _finished_run(directory):

@@ -1,7 +1,7 @@
 """Values a user can mistype, checked on the composed config before anything heavy runs.
 
 :func:`check_config` runs first in ``train()``: before seeding, before the data is read and before the kNN pass at
-initialisation. Each failure is one :class:`~frossl_lit.errors.UserError` whose message starts with the config
+initialisation. Each failure is one :class:`~frossl_lit.runtime.errors.UserError` whose message starts with the config
 key and its value, says what the value must be and how to fix it; the entry point prints it alone and exits 2.
 """
 
@@ -11,14 +11,14 @@ import math
 import os
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from hydra.utils import get_class
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from frossl_lit.config import CONF_DIR
 from frossl_lit.data.stream import FORMATS
-from frossl_lit.errors import UserError
+from frossl_lit.runtime.errors import UserError
 
 _PROBABILITIES = ("hflip_prob", "jitter_prob", "grayscale_prob", "blur_prob", "solarize_prob")
 
@@ -104,7 +104,7 @@ def _check_preset_method() -> None:
     experiment, method = choices.get("experiment"), choices.get("method")
     if not experiment or experiment == "null" or not method:
         return
-    conf = Path(__file__).parent / "conf"
+    conf = CONF_DIR
     methods = sorted((p.stem for p in (conf / "method").glob("*.yaml")), key=len, reverse=True)
     own = next((m for m in methods if experiment.startswith(f"{m}_")), None)
     if own is None or own == method:

@@ -23,8 +23,8 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
 
-from frossl_lit.errors import UserError
-from frossl_lit.fileio import TEMP_MARK, replace_whole, size_text
+from frossl_lit.runtime.errors import UserError
+from frossl_lit.runtime.fileio import TEMP_MARK, replace_whole, size_text
 
 
 class DivergedError(RuntimeError):

@@ -4,7 +4,7 @@ Hydra's own errors for ``method=nosuch`` or ``trainer.max_epoch=5`` are 6-16 lin
 constructor takes fails only once the run instantiates it (or is silently ignored). :func:`precheck` parses the
 overrides with Hydra's own parser, checks group choices against the ``*.yaml`` files under ``conf/<group>/``, and
 checks keys against one composition of the config with the command line's group choices (about 0.2 s; Hydra
-composes again afterwards). The rules, each a :class:`~frossl_lit.errors.UserError` starting with the override:
+composes again afterwards). The rules, each a :class:`~frossl_lit.runtime.errors.UserError` starting with the override:
 
 - a group choice must be a config of that group (``method=nosuch``);
 - ``key=value`` and ``~key`` need an existing key (``trainer.max_epoch=5``), ``+key=value`` a new one;
@@ -39,9 +39,9 @@ from hydra.errors import OverrideParseException
 from hydra.utils import get_object
 from omegaconf import DictConfig, OmegaConf
 
-from frossl_lit.errors import UserError
+from frossl_lit.config import CONF_DIR
+from frossl_lit.runtime.errors import UserError
 
-CONF_DIR = Path(__file__).parent / "conf"
 # nodes whose new entries the code iterates over although they have no _target_ (per top-level config)
 _ITERATED = {"compare": ("study.methods", "study.methods.*.search")}
 # nodes whose keys another node's constructor receives: train.build passes ``model.*`` to the method

@@ -17,7 +17,7 @@ from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_warn
 
-from frossl_lit.fileio import atomic_write, temporary_path, write_error
+from frossl_lit.runtime.fileio import atomic_write, temporary_path, write_error
 
 
 def _wandb_key_present() -> bool:
@@ -79,7 +79,7 @@ def wandb_logger(
 class _AtomicExperimentWriter(ExperimentWriter):
     """Lightning's CSV writer appends rows to ``metrics.csv`` and truncates and rewrites it whenever a new column
     appears: a run killed during either leaves a cut or an empty file. This one keeps every row and replaces the
-    file whole at each save (:func:`frossl_lit.fileio.atomic_write`), as it does ``hparams.yaml``. A save costs a
+    file whole at each save (:func:`frossl_lit.runtime.fileio.atomic_write`), as it does ``hparams.yaml``. A save costs a
     write of the whole log, a few hundred kB for a long run, every ``flush_logs_every_n_steps`` steps."""
 
     def __init__(self, log_dir: str) -> None:

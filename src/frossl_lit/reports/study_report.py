@@ -1,6 +1,6 @@
 """The report of a study (``python -m frossl_lit.compare``): ``report.md``, ``report.json`` and PNGs in its directory.
 
-Per method, over the final runs' seeds (mean ± 95% Student-t interval, :mod:`frossl_lit.stats`): the reported
+Per method, over the final runs' seeds (mean ± 95% Student-t interval, :mod:`frossl_lit.reports.stats`): the reported
 kNN top-1 and online linear-probe top-1 at the end; for every threshold the epochs, training seconds and images
 seen until the kNN top-1 first reaches it (kNN is measured after every epoch, so an epoch count is exact to the
 epoch; a seed that never reaches it is counted, and the interval is over the seeds that did); the steady-state
@@ -24,8 +24,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from frossl_lit.fileio import atomic_write, atomic_write_with
-from frossl_lit.stats import first_crossing, format_ci, kendall_tau, mean_ci, paired_difference_ci
+from frossl_lit.reports.stats import first_crossing, format_ci, kendall_tau, mean_ci, paired_difference_ci
+from frossl_lit.runtime.fileio import atomic_write, atomic_write_with
 
 # OFSkean/FroSSL@e841c57 experiments/time_scaling/spider_time_scaling.py, method_name_to_hyperparameters
 PAPER_HYPERPARAMETERS = {"frossl": 1, "simsiam": 2, "barlow_twins": 1, "corinfomax": 5, "byol": 3, "mocov2": 4,
@@ -227,7 +227,7 @@ def _plots(data: dict[str, Any], report: dict[str, Any], directory: Path) -> lis
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from frossl_lit.stats import mean_ci as ci
+    from frossl_lit.reports.stats import mean_ci as ci
 
     names = []
     colours = plt.get_cmap("tab20").colors  # 20 distinct colours: a dozen methods never share one

@@ -3,9 +3,9 @@
 :func:`atomic_write` writes to a temporary file beside the destination, flushes it to disk and renames it over
 the destination (``os.replace``), then makes the rename durable: a reader, or a run killed at any instant, sees
 the old file or the new one, never a half of one. A full disk, a read-only filesystem, a missing permission or a
-path that runs through a file is one :class:`~frossl_lit.errors.UserError` naming the file, what is wrong and the
+path that runs through a file is one :class:`~frossl_lit.runtime.errors.UserError` naming the file, what is wrong and the
 space needed and free; no temporary file and no empty destination is left behind. The checkpoint writer
-(:class:`frossl_lit.checkpointing.AtomicCheckpointIO`) and the CSV logger (:mod:`frossl_lit.loggers`) use the same
+(:class:`frossl_lit.runtime.checkpointing.AtomicCheckpointIO`) and the CSV logger (:mod:`frossl_lit.runtime.loggers`) use the same
 steps.
 """
 
@@ -18,7 +18,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from frossl_lit.errors import UserError
+from frossl_lit.runtime.errors import UserError
 
 TEMP_MARK = ".tmp-"
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)

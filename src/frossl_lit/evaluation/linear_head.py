@@ -6,7 +6,7 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from frossl_lit.errors import UserError
+from frossl_lit.runtime.errors import UserError
 
 
 def linear_head(in_dim: int, num_classes: int) -> nn.Sequential:

@@ -1,4 +1,4 @@
-"""frossl_lit.stats: t intervals over seeds, paired differences, first crossings, Kendall's tau, formatting."""
+"""frossl_lit.reports.stats: t intervals over seeds, paired differences, first crossings, Kendall's tau, formatting."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from frossl_lit.stats import first_crossing, format_ci, kendall_tau, mean_ci, paired_difference_ci
+from frossl_lit.reports.stats import first_crossing, format_ci, kendall_tau, mean_ci, paired_difference_ci
 
 
 def test_mean_ci_of_one_two_three_matches_the_hand_computation():

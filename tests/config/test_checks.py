@@ -1,12 +1,12 @@
-"""Mistyped values fail first with one line that names the key (frossl_lit.checks), and through the CLI with
+"""Mistyped values fail first with one line that names the key (frossl_lit.config.checks), and through the CLI with
 exit status 2 and at most 3 lines on stderr."""
 
 from __future__ import annotations
 
 import pytest
 
-from frossl_lit.checks import check_config
-from frossl_lit.errors import UserError
+from frossl_lit.config.checks import check_config
+from frossl_lit.runtime.errors import UserError
 from tests.conftest import compose_config, run_cli
 
 BAD = [

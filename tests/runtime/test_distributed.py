@@ -9,9 +9,9 @@ import functools
 import pytest
 import torch
 
-from frossl_lit.distributed import gather_rows
 from frossl_lit.evaluation import top_k_metrics
 from frossl_lit.losses import barlow_twins_loss, frossl_loss, vicreg_loss
+from frossl_lit.runtime.distributed import gather_rows
 from tests.ddp_harness import (
     WORLD,
     assert_global_batch_exact,

@@ -65,7 +65,7 @@ def test_stopping_mid_epoch_and_resuming_gives_the_same_weights_and_every_logged
     whole = train(compose_config([*run, *extra], tmp_path / "whole"))
 
     # the first segment dies after step 31 (mid-epoch 2), as a kill after that step's checkpoint would leave it
-    first = compose_config([*run, *extra, "+callbacks.crash._target_=tests.test_resume.CrashAfter", "+callbacks.crash.step=31"], tmp_path / "first")
+    first = compose_config([*run, *extra, "+callbacks.crash._target_=tests.runtime.test_resume.CrashAfter", "+callbacks.crash.step=31"], tmp_path / "first")
     with pytest.raises(Crash):
         train(first)
     last = tmp_path / "first" / "checkpoints" / "last.ckpt"
@@ -117,7 +117,7 @@ def test_a_stateful_method_stopped_mid_epoch_resumes_to_the_same_state_bit_for_b
            "callbacks.knn=null", "callbacks.probe=null", "callbacks.checkpoint_best=null"]
     whole = train(compose_config(run, tmp_path / "whole"))
     with pytest.raises(Crash):
-        train(compose_config([*run, "+callbacks.crash._target_=tests.test_resume.CrashAfter", "+callbacks.crash.step=31"], tmp_path / "first"))
+        train(compose_config([*run, "+callbacks.crash._target_=tests.runtime.test_resume.CrashAfter", "+callbacks.crash.step=31"], tmp_path / "first"))
     last = tmp_path / "first" / "checkpoints" / "last.ckpt"
     resumed = train(compose_config([*run, f"ckpt_path={last}"], tmp_path / "resumed"))
     assert resumed["global_step"] == whole["global_step"] == 44
@@ -180,7 +180,7 @@ def test_a_run_killed_with_sigkill_at_a_random_step_resumes_to_the_same_weights(
     assert _logged_steps(tmp_path / "killed") == list(range(66))
 
 
-# -- a resume continues its own run, or says what differs (frossl_lit.resume) ------------------------------------
+# -- a resume continues its own run, or says what differs (frossl_lit.runtime.resume) ------------------------------------
 FINISHED = [*TINY, "data.batch_size=256", "trainer.max_epochs=2", "trainer.log_every_n_steps=1", "callbacks.knn=null",
             "callbacks.spectrum=null"]
 
@@ -204,7 +204,7 @@ def finished_run(tmp_path_factory):
     (["resume.override_schedule=true"], r"leaves nothing to train"),
 ])
 def test_a_resume_of_another_shape_schedule_or_a_finished_run_is_one_line(change, message, finished_run, tmp_path):
-    from frossl_lit.errors import UserError
+    from frossl_lit.runtime.errors import UserError
 
     _, last, _ = finished_run
     cfg = compose_config([*FINISHED, *change, f"ckpt_path={last}"], tmp_path / "next")
@@ -215,7 +215,7 @@ def test_a_resume_of_another_shape_schedule_or_a_finished_run_is_one_line(change
 
 
 def test_a_checkpoint_without_a_record_is_checked_by_its_shapes(finished_run, tmp_path):
-    from frossl_lit.errors import UserError
+    from frossl_lit.runtime.errors import UserError
 
     _, last, _ = finished_run
     old_style = torch.load(last, weights_only=False, map_location="cpu")

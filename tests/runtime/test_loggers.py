@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from frossl_lit.loggers import wandb_logger, wandb_mode
+from frossl_lit.runtime.loggers import wandb_logger, wandb_mode
 
 
 def test_mode_is_offline_without_a_key_and_without_a_server(monkeypatch, tmp_path):
