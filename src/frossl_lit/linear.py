@@ -46,7 +46,7 @@ def linear_evaluation(cfg: DictConfig) -> dict:
     command_line = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     settings = protocol(cfg.linear, run_cfg, command_line)
     train_loader, val_loader = datamodule.bank_dataloader(), datamodule.val_dataloader()
-    size = datamodule.augment.eval_size or datamodule.augment.recipes[0].size
+    size = datamodule.augment.eval_image_size
     recipe = datamodule.augment.recipes[0]  # crop scale and flip of the run's own recipe unless set here
     scale = tuple(settings.crop_scale) if settings.crop_scale else tuple(recipe.scale)
     crop = ViewRecipe(size=size, scale=scale, jitter_prob=0.0, grayscale_prob=0.0, hflip_prob=recipe.hflip_prob)

@@ -8,7 +8,6 @@ run directory (or ``+grid.out=PATH``).
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import hydra
@@ -19,14 +18,14 @@ from torchvision.utils import save_image
 
 from frossl_lit.config import CONF_DIR
 from frossl_lit.data import datamodule as build_datamodule
-from frossl_lit.runtime.errors import UserError
+from frossl_lit.runtime.errors import exits_on_user_error
 
 
 def view_grid(datamodule, images: int = 8) -> torch.Tensor:
     """(rows × (1 + V), C, S, S) images in [0, 1]: each row an original and its views, all resized to one size."""
     datamodule.setup()
     augment = datamodule.augment
-    dataset = datamodule.train_dataset() if datamodule._train is None else datamodule._train
+    dataset = datamodule.train_set
     picks = torch.linspace(0, len(dataset) - 1, images).long()
     if getattr(dataset, "batched_indexing", False):
         originals = dataset[picks][0]
@@ -43,13 +42,10 @@ def view_grid(datamodule, images: int = 8) -> torch.Tensor:
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")  # absolute: see train.py
+@exits_on_user_error()
 def main(cfg: DictConfig) -> None:
     grid = cfg.get("grid", {})
-    try:
-        datamodule = build_datamodule(cfg.data)
-    except UserError as error:
-        print(f"frossl_lit: error: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
+    datamodule = build_datamodule(cfg.data)
     tiles = view_grid(datamodule, int(grid.get("images", 8)))
     out = Path(grid.get("out", Path(cfg.paths.output_dir) / "views.png"))
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -185,7 +185,7 @@ def test_callback_publishes_finite_figures_deterministically_without_touching_an
     assert 0 in logged and logged[0] == pytest.approx(callback.initial["lidar"])  # at_start, at step 0
 
     # RankMe / α-ReQ are those of the eval-transform features of the seeded subset of the training images
-    bank = datamodule.bank_dataset()
+    bank = datamodule.bank_set
     index = torch.randperm(len(bank), generator=torch.Generator().manual_seed(0))[:256].sort().values
     images, labels = bank[index]
     features, _ = extract_features(module.backbone, [(images, labels)], datamodule.augment.eval_transform, torch.device("cpu"))

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from frossl_lit.data.augment import ViewAugment, ViewRecipe
-from frossl_lit.data.kernels import sample_crops
+from frossl_lit.data.augment.kernels import sample_crops
+from frossl_lit.runtime.errors import UserError
 
 MEAN, STD = [0.5, 0.5, 0.5], [0.25, 0.25, 0.25]
 
@@ -90,16 +91,26 @@ def test_asymmetric_recipes_cycle_over_views():
 
 @pytest.mark.parametrize(
     "kwargs,message",
-    [({"hflip_prob": 1.5}, "hflip_prob"), ({"scale": (0.0, 1.0)}, "scale"), ({"hue": 0.7}, "hue")],
+    [({"hflip_prob": 1.5}, r"^hflip_prob=1\.5 is a probability"), ({"scale": (0.0, 1.0)}, r"^scale=\(0\.0, 1\.0\) must be"),
+     ({"hue": 0.7}, r"^hue=0\.7 must lie in"), ({"size": "32"}, r"^size='32' must be a positive number of pixels")],
 )
 def test_bad_recipe_values_are_named(kwargs, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(UserError, match=message):
         ViewRecipe(**kwargs)
 
 
+def test_a_bad_recipe_value_names_its_whole_config_key():
+    with pytest.raises(UserError, match=r"^augment\.recipes\.1\.scale=\[0\.5, 0\.2\] must be .*; e\.g\. augment\.recipes\.1\.scale=\[0\.08,1\.0\]$"):
+        ViewAugment([{}, {"scale": [0.5, 0.2]}], MEAN, STD)
+    with pytest.raises(UserError, match=r"^augment\.small_recipe\.blur_prob=2 is a probability"):
+        ViewAugment([{}], MEAN, STD, small_views=2, small_recipe={"blur_prob": 2})
+    with pytest.raises(UserError, match=r"^augment\.recipes=\[\] is empty"):
+        ViewAugment([], MEAN, STD)
+
+
 def test_hue_rotation_keeps_grey_and_luma_and_turns_colour():
-    from frossl_lit.data.kernels import RGB_TO_YIQ as _RGB_TO_YIQ
-    from frossl_lit.data.kernels import hue_rotation as _hue_rotation
+    from frossl_lit.data.augment.kernels import RGB_TO_YIQ as _RGB_TO_YIQ
+    from frossl_lit.data.augment.kernels import hue_rotation as _hue_rotation
 
     matrices = _hue_rotation(torch.tensor([0.0, 1.0, -2.0]))
     torch.testing.assert_close(matrices[0], torch.eye(3), atol=1e-5, rtol=0)
@@ -110,3 +121,14 @@ def test_hue_rotation_keeps_grey_and_luma_and_turns_colour():
     turned = matrices[1] @ red
     torch.testing.assert_close((_RGB_TO_YIQ @ turned)[0], (_RGB_TO_YIQ @ red)[0], atol=1e-5, rtol=0)  # same luma
     assert (turned - red).abs().max() > 0.1
+
+
+def test_fitting_to_small_images_scales_a_copy_and_leaves_the_recipe_alone():
+    augment = ViewAugment([ViewRecipe(size=224)], [0.5] * 3, [0.25] * 3, num_views=2, small_views=1,
+                          small_recipe=ViewRecipe(size=96), eval_size=224)
+    assert augment.fitted_to(224, "here") is augment and augment.eval_image_size == 224
+    with pytest.warns(UserWarning, match=r"about 32 px, smaller than the recipe's 224 px.*views \[14, 32\]"):
+        fitted = augment.fitted_to(32, "here")
+    assert [r.size for r in fitted.view_recipes()] == [32, 32, 14] and fitted.eval_size == 32
+    assert [r.size for r in augment.view_recipes()] == [224, 224, 96] and augment.eval_size == 224
+    assert ViewAugment([ViewRecipe(size=24)], [0.5] * 3, [0.25] * 3).eval_image_size == 24  # no eval_size: the first view's

@@ -13,8 +13,9 @@ from torch.utils.data import DataLoader
 
 from frossl_lit.data import SSLDataModule, datamodule
 from frossl_lit.data.augment import ViewAugment
-from frossl_lit.data.base import TensorImages
-from frossl_lit.data.stream import StreamingDataModule, write_stream
+from frossl_lit.data.memory import TensorImages
+from frossl_lit.data.streams.reader import StreamingDataModule
+from frossl_lit.data.streams.writer import write_stream
 from frossl_lit.runtime.errors import UserError
 from tests.conftest import TINY, TINY_DATASETS, compose_config, free_port, make_tiny_dataset, run_cli
 
@@ -41,12 +42,12 @@ def _first_batch(loader: DataLoader):
 def test_a_stream_holds_the_native_splits_and_reads_the_same_evaluation_images(name, tmp_path):
     native, streamed, meta = _native_and_stream(name, tmp_path)
     assert isinstance(streamed, StreamingDataModule)
-    assert meta["splits"]["train"] == len(native._train) == len(streamed._train)
-    assert meta["images"] == ("encoded" if hasattr(native._train, "paths") else "array")
+    assert meta["splits"]["train"] == len(native.train_set) == len(streamed.train_set)
+    assert meta["images"] == ("encoded" if hasattr(native.train_set, "paths") else "array")
     assert streamed.num_classes == (native.num_classes if native.has_labels else 0)
     if native.has_labels:
-        assert torch.equal(streamed._val.labels, native._val.labels)
-        assert torch.equal(streamed.bank_dataset().labels, native.bank_dataset().labels)
+        assert torch.equal(streamed.val_set.labels, native.val_set.labels)
+        assert torch.equal(streamed.bank_set.labels, native.bank_set.labels)
         for ours, theirs in zip(streamed.val_dataloader(), native.val_dataloader(), strict=True):
             assert torch.equal(ours[0], theirs[0]) and torch.equal(ours[1], theirs[1])
     # a training batch has the shape and dtype the native one has (views cropped in workers for files)

@@ -22,11 +22,11 @@ METRICS = ("rankme", "alpha_req", "lidar")
 class LabelFreeEvaluation(ScheduledEvaluation):
     """``val/rankme``, ``val/alpha_req`` and ``val/lidar`` of the backbone's features, in eval mode, no labels used.
 
-    The images: ``num_samples`` training images (the DataModule's un-augmented ``bank_dataset``), drawn once by a
+    The images: ``num_samples`` training images (the DataModule's un-augmented ``bank_set``), drawn once by a
     permutation seeded with ``seed`` and the same at every evaluation and on every rank. RankMe and α-ReQ take
     their eval-transform features (N, F); LiDAR takes ``num_views`` augmented views of each (N, Q, F), made with
     the run's own view recipes (``augment.recipes``, cycled as training cycles them; multi-crop small views are
-    not used) by a private :class:`~frossl_lit.data.augment.ViewAugment` reseeded with ``seed`` before every
+    not used) by a private :class:`~frossl_lit.data.augment.views.ViewAugment` reseeded with ``seed`` before every
     evaluation, so the views are the same every time and only the weights change between two figures. The crops
     are taken from the evaluation images (for image folders: the centre crop at ``eval_size``), on the device.
 
@@ -40,7 +40,7 @@ class LabelFreeEvaluation(ScheduledEvaluation):
     every rank computes the same figures on its own device from the same subset: no collective, so no rank can wait
     on another. The metrics run in float64 on the CPU (N × F features: well under a second for N = 512, F = 2048).
 
-    ``delta`` is LiDAR's within-class ridge δ. Datasets without a ``bank_dataset`` (unlabelled data: no un-augmented
+    ``delta`` is LiDAR's within-class ridge δ. Datasets without a ``bank_set`` (unlabelled data: no un-augmented
     training images are exposed) are skipped, and ``summary()`` reports ``None``.
     """
 
@@ -116,7 +116,7 @@ class LabelFreeEvaluation(ScheduledEvaluation):
     def _subset(self, datamodule) -> torch.Tensor | None:
         """The ``num_samples`` evaluation images (uint8, CPU), read once and kept; ``None`` without any."""
         datamodule.setup()
-        dataset = datamodule.bank_dataset()
+        dataset = datamodule.bank_set
         if dataset is None or len(dataset) < 2:
             return None
         size = min(self.num_samples, len(dataset))

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from frossl_lit.data.base import InMemoryDataModule
+from frossl_lit.data.memory import InMemoryDataModule
 from frossl_lit.runtime.errors import DataNotFoundError, UserError
 
 

@@ -51,6 +51,17 @@ def eval_resize(size: int) -> int:
     return int(round(size * 256 / 224))
 
 
+def eval_crop(size: int, resize: int | None = None) -> Crop:
+    """The evaluation crop: the short side resized to ``resize`` (default :func:`eval_resize`), the centre ``size``."""
+    return Crop(size, random=False, fraction=size / (resize or eval_resize(size)))
+
+
+def view_crops(recipes) -> list[Crop]:
+    """The crop of each view recipe (:class:`~frossl_lit.data.augment.recipe.ViewRecipe`: size, scale, ratio, random
+    or whole), for loaders whose workers decode and crop every training view (image folders, streams of files)."""
+    return [Crop(r.size, tuple(r.scale), tuple(r.ratio), r.random_resized_crop) for r in recipes]
+
+
 def random_box(width: int, height: int, scale, ratio, rng=random) -> Box:
     """A random-resized-crop box: area a uniform fraction in ``scale`` of the image, aspect ratio log-uniform in
     ``ratio``; after 10 misses the largest centred box within ``ratio`` (torchvision's ``RandomResizedCrop``)."""

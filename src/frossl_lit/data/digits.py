@@ -6,7 +6,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from frossl_lit.data.base import InMemoryDataModule
+from frossl_lit.data.memory import InMemoryDataModule
 
 
 class DigitsDataModule(InMemoryDataModule):

@@ -9,6 +9,7 @@ only: no probe, no kNN, no crash).
 
 from __future__ import annotations
 
+import functools
 import warnings
 from pathlib import Path
 
@@ -16,8 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from frossl_lit.data.base import SSLDataModule
-from frossl_lit.data.decode import Crop, decode_views
-from frossl_lit.data.decode import eval_resize as default_eval_resize
+from frossl_lit.data.decode import Crop, decode_views, eval_crop, view_crops
 from frossl_lit.runtime.errors import DataNotFoundError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff", ".gif")
@@ -79,37 +79,17 @@ def median_short_side(paths, probes: int = 32) -> int | None:
     return sorted(sides)[len(sides) // 2] if sides else None
 
 
-def fit_recipe_to_images(augment, side: int, where) -> None:
-    """Images smaller than the recipe (e.g. CIFAR's 32 px under the 224 px ImageNet recipe) would be upsampled
-    7× and cost 49× the compute for nothing: scale every view (and the evaluation size) down to the images'
-    typical short side ``side``, and say so once."""
-    largest = max([r.size for r in augment.view_recipes()] + [augment.eval_size or 0])
-    if side >= largest:
-        return
-    scale = side / largest
-    for recipe in {id(r): r for r in augment.view_recipes()}.values():
-        recipe.size = max(8, int(round(recipe.size * scale)))
-    if augment.eval_size:
-        augment.eval_size = max(8, int(round(augment.eval_size * scale)))
-    warnings.warn(
-        f"the images in {where} are about {side} px, smaller than the recipe's {largest} px: training at "
-        f"{side} px instead of upsampling them (views {sorted({r.size for r in augment.view_recipes()})}). "
-        f"To keep the recipe's sizes set data.fit_small_images=false.",
-        stacklevel=3,
-    )
-
-
 class ImageFiles(Dataset):
-    """Images from files, decoded crop-aware (:mod:`frossl_lit.data.decode`). Training (``crops``: one
-    :class:`~frossl_lit.data.decode.Crop` per view): a tuple of per-view crops, each from its own random box.
-    Evaluation: the short side resized to ``resize`` and the centre ``size`` cut out."""
+    """Images from files, decoded crop-aware (:mod:`frossl_lit.data.decode`), one
+    :class:`~frossl_lit.data.decode.Crop` per output view: in training (``train``) an item is the tuple of per-view
+    crops, each from its own random box (:func:`~frossl_lit.data.decode.view_crops`); in evaluation the single
+    crop (:func:`~frossl_lit.data.decode.eval_crop`: the short side resized, the centre cut out)."""
 
-    def __init__(self, paths, labels, crops=None, size: int = 224, resize: int = 256, on_bad_image: str = "fail") -> None:
+    def __init__(self, paths, labels, crops: list[Crop], train: bool = True, on_bad_image: str = "fail") -> None:
         if on_bad_image not in BAD_IMAGE_POLICIES:
             raise ValueError(f"data.on_bad_image={on_bad_image!r} must be one of {', '.join(BAD_IMAGE_POLICIES)}")
         self.paths, self.on_bad_image = paths, on_bad_image
-        self.crops = list(crops) if crops is not None else [Crop(size, random=False, fraction=size / resize)]
-        self.train = crops is not None
+        self.crops, self.train = list(crops), train
         self.labels = labels if labels is not None else torch.full((len(paths),), -1, dtype=torch.long)
 
     def __len__(self) -> int:
@@ -171,17 +151,14 @@ class ImageFolderDataModule(SSLDataModule):
         self.val_fraction, self.on_bad_image, self.split_seed = val_fraction, on_bad_image, split_seed
         self.paths, self.labels, self.class_names = scan_folder(self.train_root, labelled, self.classes)
         self.num_classes = len(self.class_names)
-        if fit_small_images:
-            self._fit_recipe_to_small_images()
-        self.eval_size = self.augment.eval_size or self.augment.recipes[0].size
-        self.eval_resize = eval_resize or default_eval_resize(self.eval_size)
-
-    def _fit_recipe_to_small_images(self) -> None:
-        side = median_short_side(self.paths)
+        side = median_short_side(self.paths) if fit_small_images else None
         if side is not None:
-            fit_recipe_to_images(self.augment, side, self.train_root)
+            self.augment = self.augment.fitted_to(side, self.train_root)
+        self.eval_resize = eval_resize  # None: decode.eval_resize of the evaluation size
 
-    def _split(self):
+    @functools.cached_property
+    def _splits(self):
+        """``((train paths, labels), (val paths, labels) or None)``, split once."""
         if self.labels is None:
             return (self.paths, None), None
         if self.val_root is not None and self.val_root.is_dir():
@@ -197,28 +174,22 @@ class ImageFolderDataModule(SSLDataModule):
         pick = lambda idx: ([self.paths[i] for i in idx], self.labels[torch.tensor(idx)])
         return pick(train_idx), pick(val_idx)
 
-    def setup(self, stage: str | None = None) -> None:
-        if self._train is None:
-            (train_paths, train_labels), val = self._split()
-            crops = [Crop(r.size, tuple(r.scale), tuple(r.ratio), r.random_resized_crop) for r in self.augment.view_recipes()]
-            self._train = ImageFiles(train_paths, train_labels, crops, on_bad_image=self.on_bad_image)
-            self._bank = ImageFiles(train_paths, train_labels, None, self.eval_size, self.eval_resize, self.on_bad_image) if val else None
-            self._val = ImageFiles(*val, None, self.eval_size, self.eval_resize, self.on_bad_image) if val else None
-            if self._val is None:
-                self.num_classes = 0  # nothing to evaluate against: no probe, no kNN
-        super().setup(stage)
+    def _files(self, paths, labels, train: bool = False) -> ImageFiles:
+        crops = view_crops(self.augment.view_recipes()) if train else [eval_crop(self.augment.eval_image_size, self.eval_resize)]
+        return ImageFiles(paths, labels, crops, train, self.on_bad_image)
 
     def train_dataset(self) -> Dataset:
-        return self._train
+        return self._files(*self._splits[0], train=True)
+
+    def val_dataset(self) -> Dataset | None:
+        val = self._splits[1]
+        return self._files(*val) if val else None
+
+    def bank_dataset(self) -> Dataset | None:
+        return self._files(*self._splits[0])
 
     def make_views(self, images):
         return self.augment.colour_views(images)  # the workers cropped each view already
-
-    def val_dataset(self) -> Dataset | None:
-        return self._val
-
-    def bank_dataset(self) -> Dataset | None:
-        return self._bank
 
 
 class ImageNetDataModule(ImageFolderDataModule):

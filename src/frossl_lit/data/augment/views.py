@@ -1,8 +1,9 @@
-"""Multi-view augmentation: :class:`ViewRecipe` (one view's settings) and :class:`ViewAugment` (V views of a batch).
+"""Multi-view augmentation: :class:`ViewAugment` makes V views of a batch, each under its
+:class:`~frossl_lit.data.augment.recipe.ViewRecipe`.
 
 Runs after the batch reaches the training device (``on_after_batch_transfer``): the loader only moves uint8
-images. The kernels are pure functions in :mod:`frossl_lit.data.kernels`; this module strings them into views and
-owns the random stream. Random numbers come from the augmenter's own ``torch.Generator``, which the DataModule
+images. The kernels are pure functions in :mod:`frossl_lit.data.augment.kernels`; this module strings them into
+views and owns the random stream. Random numbers come from the augmenter's own ``torch.Generator``, which the DataModule
 reseeds before every training batch from (seed, rank, epoch, batch index): augmentation does not share the global
 RNG, every epoch draws fresh views, and a resumed run draws exactly the views the uninterrupted run would have
 (nothing about the stream needs checkpointing: the seed is a function of the position in training).
@@ -10,58 +11,34 @@ RNG, every epoch draws fresh views, and a resumed run draws exactly the views th
 The public calls: :meth:`ViewAugment.views` crops and colours a uint8 batch into V views (in-memory datasets);
 :meth:`ViewAugment.colour_views` flips and colours V batches the loader's workers already cropped (image folders);
 :meth:`ViewAugment.view` makes one view of a given recipe (the linear protocol); :meth:`ViewAugment.eval_transform`
-normalises an evaluation batch.
+normalises an evaluation batch; :meth:`ViewAugment.fitted_to` is a copy for images smaller than the recipe (an
+augmenter is never edited in place: the DataModules and callbacks that share it see the same recipe).
 
 Differences from torchvision's per-image pipeline, by design: the colour-jitter order is one random permutation
 per view batch rather than per image, and a random-resized crop whose sampled box does not fit is clamped to the
 image instead of re-sampled up to ten times; hue turns in YIQ rather than HSV (see
-:func:`frossl_lit.data.kernels.hue_rotation`).
+:func:`frossl_lit.data.augment.kernels.hue_rotation`).
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import random
+import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from frossl_lit.data.kernels import apply_recipe
+from frossl_lit.data.augment.kernels import apply_recipe
+from frossl_lit.data.augment.recipe import ViewRecipe
+from frossl_lit.runtime.errors import refuse
 
 
-@dataclass
-class ViewRecipe:
-    """The augmentation recipe of one view (torchvision/solo-learn names and defaults)."""
-
-    size: int = 32
-    random_resized_crop: bool = True  # false: the whole image resized to ``size`` (solo-learn's rrc.enabled=false)
-    scale: tuple[float, float] = (0.08, 1.0)
-    ratio: tuple[float, float] = (3 / 4, 4 / 3)
-    hflip_prob: float = 0.5
-    jitter_prob: float = 0.8
-    brightness: float = 0.4
-    contrast: float = 0.4
-    saturation: float = 0.2
-    hue: float = 0.1
-    grayscale_prob: float = 0.2
-    blur_prob: float = 0.0
-    blur_sigma: tuple[float, float] = (0.1, 2.0)
-    solarize_prob: float = 0.0
-    solarize_threshold: float = 0.5
-
-    def __post_init__(self) -> None:
-        probabilities = ("hflip_prob", "jitter_prob", "grayscale_prob", "blur_prob", "solarize_prob")
-        for name in probabilities:
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"augment: {name}={value} is not a probability in [0, 1]")
-        if not 0.0 < self.scale[0] <= self.scale[1] <= 1.0:
-            raise ValueError(f"augment: scale={tuple(self.scale)} must satisfy 0 < min <= max <= 1")
-        if not 0.0 <= self.hue <= 0.5:
-            raise ValueError(f"augment: hue={self.hue} must lie in [0, 0.5]")
-        if self.size < 1:
-            raise ValueError(f"augment: size={self.size} must be a positive number of pixels")
+def _recipe(settings: ViewRecipe | dict, where: str) -> ViewRecipe:
+    """A recipe as it is, or one made from a config's settings, a bad value refused naming its key (``where``)."""
+    return settings if isinstance(settings, ViewRecipe) else ViewRecipe(**settings, where=where)
 
 
 class ViewAugment:
@@ -88,13 +65,11 @@ class ViewAugment:
         if num_views < 1:
             raise ValueError(f"augment: num_views={num_views} must be at least 1")
         if not recipes:
-            raise ValueError("augment: recipes is empty; give at least one view recipe")
+            refuse("augment.recipes", [], "is empty", "give at least one view recipe (see conf/augment/)")
         if small_views and small_recipe is None:
             raise ValueError("augment: small_views > 0 needs a small_recipe")
-        self.recipes = [r if isinstance(r, ViewRecipe) else ViewRecipe(**r) for r in recipes]
-        self.small_recipe = (
-            None if small_recipe is None else small_recipe if isinstance(small_recipe, ViewRecipe) else ViewRecipe(**small_recipe)
-        )
+        self.recipes = [_recipe(r, f"augment.recipes.{index}.") for index, r in enumerate(recipes)]
+        self.small_recipe = None if small_recipe is None else _recipe(small_recipe, "augment.small_recipe.")
         self.num_views, self.small_views = num_views, small_views
         self.mean = torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1)
         self.std = torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1)
@@ -110,6 +85,43 @@ class ViewAugment:
     def view_recipes(self) -> list[ViewRecipe]:
         large = [self.recipes[v % len(self.recipes)] for v in range(self.num_views)]
         return large + [self.small_recipe] * self.small_views
+
+    @property
+    def eval_image_size(self) -> int:
+        """The side of evaluation images: ``eval_size``, else the first view's size (image files are decoded to it
+        for evaluation, and the linear protocol crops to it)."""
+        return self.eval_size or self.recipes[0].size
+
+    def fitted_to(self, side: int, where) -> ViewAugment:
+        """This augmentation for images whose typical short side is ``side`` (those in ``where``): itself when every
+        view fits; else a copy (this one is left as it is) with every view and the evaluation size scaled down to
+        ``side``, and a warning saying so. Images smaller than the recipe (e.g. CIFAR's 32 px under the 224 px
+        ImageNet recipe) would otherwise be upsampled 7× and cost 49× the compute for nothing."""
+        largest = max([r.size for r in self.view_recipes()] + [self.eval_size or 0])
+        if side >= largest:
+            return self
+        fitted = self._scaled(side / largest)
+        warnings.warn(
+            f"the images in {where} are about {side} px, smaller than the recipe's {largest} px: training at "
+            f"{side} px instead of upsampling them (views {sorted({r.size for r in fitted.view_recipes()})}). "
+            f"To keep the recipe's sizes set data.fit_small_images=false.",
+            stacklevel=2,
+        )
+        return fitted
+
+    def _scaled(self, scale: float, smallest: int = 8) -> ViewAugment:
+        """A copy with every recipe's size and ``eval_size`` times ``scale`` (at least ``smallest`` pixels) and the
+        random stream where this one's is."""
+        side = lambda size: max(smallest, int(round(size * scale)))
+        scaled = copy.copy(self)
+        scaled.recipes = [dataclasses.replace(r, size=side(r.size)) for r in self.recipes]
+        if self.small_recipe is not None:
+            scaled.small_recipe = dataclasses.replace(self.small_recipe, size=side(self.small_recipe.size))
+        scaled.eval_size = side(self.eval_size) if self.eval_size else self.eval_size
+        scaled._generators = {}
+        scaled._order = random.Random()
+        scaled._order.setstate(self._order.getstate())
+        return scaled
 
     def reseed(self, seed: int) -> None:
         """Restart the random stream (the DataModule calls this before every training batch)."""

@@ -1,6 +1,7 @@
 """Batched augmentation kernels: pure functions of a float batch (B, C, H, W) in [0, 1], a recipe and a
-``torch.Generator``; per-sample random parameters, no per-sample Python. :class:`~frossl_lit.data.augment.ViewAugment`
-strings them into views.
+``torch.Generator``; per-sample random parameters, no per-sample Python. :func:`apply_recipe` makes one view of a
+:class:`~frossl_lit.data.augment.recipe.ViewRecipe`; :class:`~frossl_lit.data.augment.views.ViewAugment` strings
+views into a batch's V views.
 
 Crop, flip and resize are one ``grid_sample`` with a per-sample affine grid; colour jitter, grayscale and
 solarisation are batched blends with per-sample factors (identity factors where a sample's coin says "skip"); hue is
@@ -14,14 +15,12 @@ from __future__ import annotations
 
 import math
 import random
-from typing import TYPE_CHECKING
 
 import kornia
 import torch
 import torch.nn.functional as F
 
-if TYPE_CHECKING:
-    from frossl_lit.data.augment import ViewRecipe
+from frossl_lit.data.augment.recipe import ViewRecipe
 
 
 def gray(x: torch.Tensor) -> torch.Tensor:
