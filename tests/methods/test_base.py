@@ -6,10 +6,11 @@ from __future__ import annotations
 import csv
 import functools
 
+import pytest
 import torch
 from torch import nn
 
-from frossl_lit.methods import SSLMethod
+from frossl_lit.methods import SSLMethod, StepOutput
 from frossl_lit.models import Projector
 from tests.conftest import tiny_fit, tiny_method
 
@@ -62,9 +63,16 @@ def test_step_output_carries_first_view_features_embeddings_and_labels():
     module.log = lambda *args, **kwargs: None  # outside a trainer
     views = [torch.randn(5, 3, 16, 16), torch.randn(5, 3, 16, 16)]
     out = module.training_step((views, torch.arange(5)), 0)
-    assert out["loss"].requires_grad and out["features"].shape == (5, 16) and out["embeddings"].shape == (5, 16)
-    assert not out["features"].requires_grad and out["parts"]["energy"].shape == (2,)
-    assert torch.equal(out["labels"], torch.arange(5)) and torch.equal(module.latest_loss, out["loss"].detach())
+    step = StepOutput.of(out)
+    assert out["loss"].requires_grad and step.features.shape == (5, 16) and step.embeddings.shape == (5, 16)
+    assert not step.features.requires_grad and step.parts["energy"].shape == (2,) and step.method == module.name
+    assert torch.equal(step.labels, torch.arange(5)) and torch.equal(step.loss, out["loss"].detach())
+    assert not step.loss.requires_grad
+
+
+def test_a_backbone_without_out_dim_is_refused_naming_the_contract():
+    with pytest.raises(TypeError, match="int out_dim"):
+        tiny_method(backbone=torch.nn.Flatten())
 
 
 def test_overriding_embed_views_adds_a_head_without_touching_the_base(tmp_path):

@@ -12,9 +12,10 @@ import lightning as L
 import pytest
 import torch
 
-from frossl_lit.methods import MomentumMethod
+from frossl_lit.methods import MomentumMethod, StepOutput
 from frossl_lit.methods.momentum import MomentumTarget, momentum_at
 from frossl_lit.models import Projector
+from frossl_lit.runtime.errors import UserError
 from tests.conftest import tiny_fit, tiny_method
 
 
@@ -92,10 +93,10 @@ def test_targets_stay_out_of_the_optimizer_and_the_probe_reads_the_online_backbo
             p.mul_(0.5)
     views = [torch.randn(6, 3, 16, 16), torch.randn(6, 3, 16, 16)]
     module.train()
-    out = module.training_step((views, torch.arange(6)), 0)
+    out = StepOutput.of(module.training_step((views, torch.arange(6)), 0))
     with torch.no_grad():
-        torch.testing.assert_close(out["features"], module.backbone(views[0]))
-        assert not torch.allclose(module.target.backbone(views[0]), out["features"])
+        torch.testing.assert_close(out.features, module.backbone(views[0]))
+        assert not torch.allclose(module.target.backbone(views[0]), out.features)
 
 
 def test_the_target_sees_the_large_crops_only():
@@ -106,11 +107,11 @@ def test_the_target_sees_the_large_crops_only():
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    ({"momentum_start": 1.5}, "momentum_start=1.5 must lie in"),
-    ({"momentum_end": -0.1}, "momentum_end=-0.1 must lie in"),
-    ({"momentum_start": 0.999, "momentum_end": 0.99}, "must not exceed"),
-    ({"momentum_schedule": "linear"}, "momentum_schedule='linear'"),
+    ({"momentum_start": 1.5}, r"^method\.momentum_start=1\.5 is a momentum: it must lie in \[0, 1\]"),
+    ({"momentum_end": -0.1}, r"^method\.momentum_end=-0\.1 is a momentum"),
+    ({"momentum_start": 0.999, "momentum_end": 0.99}, r"^method\.momentum_start=0\.999 exceeds method\.momentum_end=0\.99"),
+    ({"momentum_schedule": "linear"}, r"^method\.momentum_schedule='linear' must be cosine or constant"),
 ])
 def test_bad_momentum_values_are_refused_by_the_module(kwargs, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(UserError, match=message):
         _predicting(**kwargs)

@@ -7,6 +7,7 @@ from typing import Any
 import lightning as L
 import torch
 
+from frossl_lit.methods.step import StepOutput
 from frossl_lit.runtime.checkpointing import DivergedError
 
 ACTIONS = ("stop", "skip")
@@ -34,6 +35,9 @@ class DivergenceGuard(L.Callback):
     statistics are reset, so ``skip`` carries on and keeps checkpointing. Under ``16-mixed`` precision the gradient
     scaler keeps skipping steps whose *gradients* overflow, as usual; this guard acts on the loss, which the
     losses compute in float32.
+
+    It reads the loss as Lightning hands it to ``on_before_backward`` (every micro-batch's, under gradient
+    accumulation) and the loss's parts from the step's :class:`~frossl_lit.methods.step.StepOutput`.
     """
 
     def __init__(self, action: str = "stop", check_every_n_steps: int | None = None) -> None:
@@ -45,6 +49,7 @@ class DivergenceGuard(L.Callback):
         self._first_step: torch.Tensor | None = None  # per term: first step it was non-finite (-1: never)
         self._terms: list[str] = []
         self._bad_statistics: torch.Tensor | None = None  # this step's batch overflowed a norm layer's statistics
+        self._bad_loss: torch.Tensor | None = None  # a micro-batch's loss since the last optimizer step was not finite
 
     @property
     def state_key(self) -> str:
@@ -57,12 +62,15 @@ class DivergenceGuard(L.Callback):
         self.skipped_steps = int(state.get("skipped_steps", 0))
 
     # -- every step ----------------------------------------------------------------------------------------------
+    def on_before_backward(self, trainer: L.Trainer, pl_module: L.LightningModule, loss: torch.Tensor) -> None:
+        bad = ~torch.isfinite(loss.detach())
+        self._bad_loss = bad if self._bad_loss is None else self._bad_loss | bad
+
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer) -> None:
-        loss = getattr(pl_module, "latest_loss", None)
-        if loss is None:
+        bad, self._bad_loss = self._bad_loss, None
+        if bad is None:
             return
         grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-        bad = ~torch.isfinite(loss)
         if grads and str(trainer.precision) not in ("16-mixed", "16"):  # fp16: the gradient scaler skips overflows
             bad = bad | ~torch.isfinite(torch.stack(torch._foreach_norm(grads))).all()
         statistics = self._statistics(pl_module)
@@ -98,11 +106,12 @@ class DivergenceGuard(L.Callback):
                 module.running_var.masked_fill_(bad | ~torch.isfinite(module.running_var), 1.0)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
-        if not isinstance(outputs, dict) or "loss" not in outputs:
+        step_output = StepOutput.of(outputs)
+        if step_output is None:
             return
-        terms = {"train/loss": outputs["loss"]}
-        terms.update({f"train/{pl_module.name}/{part}": value for part, value in (outputs.get("parts") or {}).items()})
-        bad = [~torch.isfinite(value.detach()).all() for value in terms.values()]
+        terms = {"train/loss": step_output.loss}
+        terms.update({f"train/{step_output.method}/{part}": value for part, value in step_output.parts.items()})
+        bad = [~torch.isfinite(value).all() for value in terms.values()]
         if self._bad_statistics is not None:  # set before this step's optimizer step; the values are repaired
             terms["the norm layers' running statistics"] = self._bad_statistics
             bad.append(self._bad_statistics)

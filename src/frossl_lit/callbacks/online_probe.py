@@ -12,6 +12,7 @@ from torch import nn
 from torchmetrics import MetricCollection
 
 from frossl_lit.evaluation import linear_head, model_features, top_k_metrics
+from frossl_lit.methods.step import StepOutput
 
 
 class OnlineLinearProbe(L.Callback):
@@ -61,9 +62,10 @@ class OnlineLinearProbe(L.Callback):
             self.load_state_dict(self._pending_state)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self.head is None or outputs is None:
+        step = StepOutput.of(outputs)
+        if self.head is None or step is None:
             return
-        features, labels = outputs["features"], outputs["labels"]
+        features, labels = step.features, step.labels
         if trainer.world_size > 1:
             features = pl_module.all_gather(features).flatten(0, 1)
             labels = pl_module.all_gather(labels).flatten(0, 1)
@@ -83,8 +85,8 @@ class OnlineLinearProbe(L.Callback):
             return
         self.head.eval()
         with torch.no_grad():
-            logits = self.head(outputs["features"].float())
-        self.metrics.update(logits, outputs["labels"])
+            logits = self.head(outputs.features.float())
+        self.metrics.update(logits, outputs.labels)
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
         if self.head is None or trainer.sanity_checking:

@@ -8,6 +8,7 @@ import lightning as L
 import numpy as np
 import torch
 
+from frossl_lit.methods.step import StepOutput
 from frossl_lit.runtime.fileio import atomic_write_with
 
 
@@ -32,9 +33,10 @@ class SpectrumDiagnostics(L.Callback):
         self.spectra: list[np.ndarray] = []
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if not self.every_n_steps or outputs is None or trainer.global_step % self.every_n_steps:
+        step = StepOutput.of(outputs)
+        if not self.every_n_steps or step is None or trainer.global_step % self.every_n_steps:
             return
-        z = outputs["embeddings"].float()
+        z = step.embeddings.float()
         if trainer.world_size > 1:
             z = pl_module.all_gather(z).flatten(0, 1)
         if z.shape[0] < 2:

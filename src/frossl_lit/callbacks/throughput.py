@@ -11,6 +11,8 @@ from typing import Any
 import lightning as L
 import torch
 
+from frossl_lit.methods.step import StepOutput
+
 
 def peak_host_memory_gib() -> float:
     """This process's peak resident set size (``getrusage``'s ``ru_maxrss``: KiB on Linux, bytes on macOS)."""
@@ -41,9 +43,10 @@ class ThroughputMonitor(L.Callback):
         self._started, self._images, self._steps = time.perf_counter(), 0, 0
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if outputs is None or self._started is None:
+        step = StepOutput.of(outputs)
+        if step is None or self._started is None:
             return
-        self._images += len(outputs["labels"]) * trainer.world_size
+        self._images += len(step.labels) * trainer.world_size
         self._steps += 1
         if trainer.global_step % self.every_n_steps:
             return

@@ -1,5 +1,5 @@
 from frossl_lit.methods.barlow_twins import BarlowTwins
-from frossl_lit.methods.base import Branches, SSLMethod
+from frossl_lit.methods.base import SSLMethod
 from frossl_lit.methods.byol import BYOL
 from frossl_lit.methods.frossl import FroSSL
 from frossl_lit.methods.mmcr import MMCR
@@ -7,9 +7,10 @@ from frossl_lit.methods.mocov2 import MoCoV2
 from frossl_lit.methods.momentum import MomentumMethod
 from frossl_lit.methods.simclr import SimCLR
 from frossl_lit.methods.simsiam import SimSiam
+from frossl_lit.methods.step import Branches, EvalOutput, StepOutput
 from frossl_lit.methods.vicreg import VICReg
 
 __all__ = [
-    "BYOL", "BarlowTwins", "Branches", "FroSSL", "MMCR", "MoCoV2", "MomentumMethod", "SSLMethod", "SimCLR",
-    "SimSiam", "VICReg",
+    "BYOL", "BarlowTwins", "Branches", "EvalOutput", "FroSSL", "MMCR", "MoCoV2", "MomentumMethod", "SSLMethod",
+    "SimCLR", "SimSiam", "StepOutput", "VICReg",
 ]

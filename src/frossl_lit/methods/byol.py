@@ -14,10 +14,5 @@ class BYOL(MomentumMethod):
     views_supported = (2, None)
     requires_predictor = True
 
-    def __init__(self, **base) -> None:
-        if base.get("predictor") is None:
-            raise ValueError("BYOL needs a predictor (method.predictor, e.g. the one in conf/method/byol.yaml)")
-        super().__init__(**base)
-
     def loss(self, branches):
         return byol_loss(branches.predictions, branches.targets, collective=self.collective)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from frossl_lit.losses.frossl import FORMULATIONS, frossl_loss
 from frossl_lit.methods.base import SSLMethod
+from frossl_lit.runtime.errors import number, require
 
 
 class FroSSL(SSLMethod):
@@ -26,8 +27,8 @@ class FroSSL(SSLMethod):
     ) -> None:
         if formulation not in FORMULATIONS:
             raise ValueError(f"method.formulation={formulation!r} is not one of {', '.join(FORMULATIONS)}")
-        if invariance_weight < 0:
-            raise ValueError(f"method.invariance_weight={invariance_weight} must be non-negative")
+        require("method.invariance_weight", invariance_weight, lambda v: number(v) and v >= 0, "must be >= 0",
+                "e.g. method.invariance_weight=1.0")
         super().__init__(**base)
         self.invariance_weight, self.formulation, self.balance_views = invariance_weight, formulation, balance_views
 

@@ -6,7 +6,7 @@ from frossl_lit.losses.common import unit_rows
 from frossl_lit.losses.mocov2 import mocov2_loss
 from frossl_lit.methods.momentum import MomentumMethod
 from frossl_lit.methods.queue import KeyQueue
-from frossl_lit.runtime.errors import UserError
+from frossl_lit.runtime.errors import UserError, number, require
 
 
 class MoCoV2(MomentumMethod):
@@ -17,8 +17,8 @@ class MoCoV2(MomentumMethod):
     views_supported = (2, 2)
 
     def __init__(self, *, temperature: float = 0.2, queue_size: int = 65536, **base) -> None:
-        if not temperature > 0:
-            raise ValueError(f"method.temperature={temperature} must be > 0")
+        require("method.temperature", temperature, lambda v: number(v) and v > 0, "must be a temperature > 0",
+                "e.g. method.temperature=0.2")
         super().__init__(**base)
         self.temperature = temperature
         self.queue = KeyQueue(2, queue_size, self.projector.out_dim)
@@ -28,8 +28,8 @@ class MoCoV2(MomentumMethod):
         """The queue must hold at least one global batch (checked on the config too, where the device count is a
         number; here with the real world size)."""
         trainer = self._trainer
-        if trainer is not None and trainer.datamodule is not None:
-            global_batch = trainer.datamodule.batch_size * trainer.world_size
+        if trainer is not None and self.batch_size:
+            global_batch = self.batch_size * trainer.world_size
             if self.queue.size < global_batch:
                 raise UserError(
                     f"method.queue_size={self.queue.size} is smaller than the global batch ({global_batch}); "

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from frossl_lit.methods.base import SSLMethod, target_view_count
+from frossl_lit.runtime.errors import number, require
 
 SCHEDULES = ("cosine", "constant")
 
@@ -66,13 +67,13 @@ class MomentumMethod(SSLMethod):
     def __init__(
         self, *, momentum_start: float = 0.996, momentum_end: float = 1.0, momentum_schedule: str = "cosine", **base
     ) -> None:
-        for key, value in (("momentum_start", momentum_start), ("momentum_end", momentum_end)):
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"method.{key}={value} must lie in [0, 1]")
-        if momentum_start > momentum_end:
-            raise ValueError(f"method.momentum_start={momentum_start} must not exceed method.momentum_end={momentum_end}")
-        if momentum_schedule not in SCHEDULES:
-            raise ValueError(f"method.momentum_schedule={momentum_schedule!r} must be one of {', '.join(SCHEDULES)}")
+        for key, value, example in (("momentum_start", momentum_start, 0.99), ("momentum_end", momentum_end, 1.0)):
+            require(f"method.{key}", value, lambda v: number(v) and 0.0 <= v <= 1.0, "is a momentum: it must lie in [0, 1]",
+                    f"e.g. method.{key}={example}")
+        require("method.momentum_start", momentum_start, lambda v: v <= momentum_end, f"exceeds method.momentum_end={momentum_end}",
+                "the momentum grows towards its end value, e.g. method.momentum_start=0.99 method.momentum_end=1.0")
+        require("method.momentum_schedule", momentum_schedule, lambda v: v in SCHEDULES, f"must be {' or '.join(SCHEDULES)}",
+                f"e.g. method.momentum_schedule={SCHEDULES[0]}")
         super().__init__(**base)
         self.momentum_start, self.momentum_end, self.momentum_schedule = momentum_start, momentum_end, momentum_schedule
         self.target = MomentumTarget(self.backbone, self.projector)

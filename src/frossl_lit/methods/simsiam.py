@@ -15,8 +15,6 @@ class SimSiam(SSLMethod):
     requires_predictor = True
 
     def __init__(self, *, predictor_static_lr: bool = True, **base) -> None:
-        if base.get("predictor") is None:
-            raise ValueError("SimSiam needs a predictor (method.predictor, e.g. the one in conf/method/simsiam.yaml)")
         super().__init__(predictor_static_lr=predictor_static_lr, **base)
 
     def loss(self, branches):

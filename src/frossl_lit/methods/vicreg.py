@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from frossl_lit.losses.vicreg import vicreg_loss
 from frossl_lit.methods.base import SSLMethod
+from frossl_lit.runtime.errors import number, require
 
 
 class VICReg(SSLMethod):
@@ -15,6 +16,8 @@ class VICReg(SSLMethod):
     def __init__(
         self, *, invariance_weight: float = 25.0, variance_weight: float = 25.0, covariance_weight: float = 1.0, **base
     ) -> None:
+        require("method.invariance_weight", invariance_weight, lambda v: number(v) and v >= 0, "must be >= 0",
+                "e.g. method.invariance_weight=25.0")
         super().__init__(**base)
         self.weights = {
             "invariance_weight": invariance_weight,

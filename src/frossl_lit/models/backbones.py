@@ -1,13 +1,33 @@
 """Backbones: torchvision ResNets (optionally with the CIFAR stem) and a small CNN for CPU runs.
 
-Every backbone maps images (B, C, H, W) to features (B, out_dim) and carries ``out_dim``.
+The contract (:class:`Backbone`): a module that maps images (B, C, H, W) to features (B, out_dim) and carries
+``out_dim`` (an int), which the projector, the online probe and the offline heads are sized by.
 """
 
 from __future__ import annotations
 
+from typing import Protocol, runtime_checkable
+
 import torch
 import torchvision
 from torch import nn
+
+
+@runtime_checkable
+class Backbone(Protocol):
+    """What every backbone is: ``forward(images (B, C, H, W)) -> features (B, out_dim)`` with ``out_dim: int``."""
+
+    out_dim: int
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor: ...
+
+
+def check_backbone(backbone: nn.Module) -> nn.Module:
+    """``backbone`` itself, once it meets the :class:`Backbone` contract (a TypeError naming what is missing)."""
+    if not isinstance(backbone, nn.Module) or not isinstance(getattr(backbone, "out_dim", None), int):
+        raise TypeError(f"a backbone is an nn.Module with an int out_dim (its feature width); got {type(backbone).__name__} "
+                        f"with out_dim={getattr(backbone, 'out_dim', None)!r}")
+    return backbone
 
 _RESNET_WIDTH = {"resnet18": 512, "resnet34": 512, "resnet50": 2048, "resnet101": 2048}
 
