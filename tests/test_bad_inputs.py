@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import lightning  # noqa: F401  imported at collection: its log handler binds to the session's stderr, not one test's capsys
 import pytest
 import torch
 from hydra.core.global_hydra import GlobalHydra

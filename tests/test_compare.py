@@ -33,12 +33,12 @@ def test_the_tuning_split_is_carved_from_training_images_and_never_touches_the_r
     plain, tuned = tiny_digits(), tiny_digits()
     tuned.tune_fraction = 0.25
     plain.setup(), tuned.setup()
-    train = [bytes(x.numpy()) for x in plain._train.images]
-    tune = [bytes(x.numpy()) for x in tuned._val.images]
-    pretrain = [bytes(x.numpy()) for x in tuned._train.images]
+    train = [bytes(x.numpy()) for x in plain.train_set.images]
+    tune = [bytes(x.numpy()) for x in tuned.val_set.images]
+    pretrain = [bytes(x.numpy()) for x in tuned.train_set.images]
     assert len(tune) == math.ceil(0.25 * len(train)) and len(pretrain) + len(tune) == len(train)
     assert sorted(pretrain + tune) == sorted(train)  # tuning images are training images, pretraining keeps the rest
-    assert torch.bincount(tuned._val.labels).min() > 0.8 * len(tune) / 10  # stratified
+    assert torch.bincount(tuned.val_set.labels).min() > 0.8 * len(tune) / 10  # stratified
 
 
 def _compare(args: list[str], cwd: Path, **kwargs) -> subprocess.Popen:

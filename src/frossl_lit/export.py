@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import sys
 from pathlib import Path
 
 import torch
@@ -19,7 +18,7 @@ from omegaconf import OmegaConf
 
 from frossl_lit.evaluation.offline import backbone_state_dict, find_run_config
 from frossl_lit.runtime.checkpointing import read_checkpoint
-from frossl_lit.runtime.errors import UserError
+from frossl_lit.runtime.errors import UserError, exits_on_user_error
 from frossl_lit.runtime.fileio import atomic_write
 
 
@@ -40,16 +39,13 @@ def export(ckpt: str, out: str) -> Path:
     return destination
 
 
+@exits_on_user_error()
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("ckpt")
     parser.add_argument("out")
     args = parser.parse_args(argv)
-    try:
-        print(f"wrote {export(args.ckpt, args.out)}")
-    except UserError as error:
-        print(f"frossl_lit: error: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
+    print(f"wrote {export(args.ckpt, args.out)}")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from pathlib import Path
 import yaml
 
 from frossl_lit.reports.stats import format_ci, mean_ci
+from frossl_lit.runtime.errors import UserError, exits_on_user_error
 
 COLUMNS = ("job", "overrides", "probe_top1", "knn_top1_init", "knn_top1", "epochs", "wall_seconds")
 GROUP_METRICS = {"knn_top1": 4, "probe_top1": 4, "wall_seconds": 1}  # metric -> decimals shown
@@ -102,6 +103,7 @@ def _group_csv_row(row: dict) -> dict:
     return out
 
 
+@exits_on_user_error()
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sweep_dir", type=Path)
@@ -111,8 +113,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     rows = collect(args.sweep_dir)
     if not rows:
-        print(f"frossl_lit: error: no */summary.json under {args.sweep_dir}; is it a finished multirun directory?", file=sys.stderr)
-        raise SystemExit(2)
+        raise UserError(f"no */summary.json under {args.sweep_dir}; is it a finished multirun directory?")
     from rich.console import Console
     from rich.markup import escape  # overrides such as tags=[a,b] and our [n=2] are not rich markup
     from rich.table import Table

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
-import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,7 +15,6 @@ from typing import Any
 import hydra
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -25,9 +22,9 @@ from frossl_lit.callbacks import LossProgressBar
 from frossl_lit.config import CONF_DIR
 from frossl_lit.config.checks import check_config
 from frossl_lit.data import datamodule as build_datamodule
-from frossl_lit.runtime import rundir
+from frossl_lit.runtime import recovery, rundir
 from frossl_lit.runtime.checkpointing import DivergedError, read_checkpoint
-from frossl_lit.runtime.errors import UserError
+from frossl_lit.runtime.errors import UserError, exits_on_user_error, fail, unwraps_user_errors, user_message
 from frossl_lit.runtime.fileio import atomic_write
 from frossl_lit.runtime.hydra_ddp import single_job_command_line
 from frossl_lit.runtime.loggers import continue_csv_history, read_csv_history
@@ -41,6 +38,7 @@ from frossl_lit.runtime.resume import (
 )
 
 
+@unwraps_user_errors()  # a constructor's UserError (a config value it refuses) as it is, not in Hydra's wrapper
 def build(cfg: DictConfig, resume: dict[str, Any] | None = None) -> tuple[L.LightningDataModule, L.LightningModule, list[L.Callback], L.Trainer]:
     """Instantiate the data, model, callbacks, loggers and trainer a config describes (``resume``: the checkpoint
     a run continues from, whose logger run ids are reused)."""
@@ -51,6 +49,7 @@ def build(cfg: DictConfig, resume: dict[str, Any] | None = None) -> tuple[L.Ligh
         optimizer=instantiate(cfg.schedule.optimizer),
         lr_scheduler=instantiate(cfg.schedule.lr_scheduler) if cfg.schedule.get("lr_scheduler") else None,
         lr_reference_batch=cfg.schedule.get("lr_reference_batch"),
+        batch_size=cfg.data.batch_size,
         no_decay_lr_scale=cfg.schedule.get("no_decay_lr_scale", 1.0),
         decay_bias_and_norm=cfg.schedule.get("decay_bias_and_norm", False),
         **OmegaConf.to_container(cfg.get("model") or OmegaConf.create(), resolve=True),  # compile, channels_last
@@ -145,103 +144,28 @@ def _print_summary(summary: dict[str, Any]) -> None:
     Console().print(table)
 
 
-# what gloo and NCCL say when a peer died (connection errors) or stopped answering (the collective timeout)
-_PEER_FAILURES = (
-    "Connection closed by peer", "Connection reset by peer", "Broken pipe", "NCCL communicator was aborted",
-    "Socket Timeout", "Timed out waiting", "Application timeout",
-)
-
-
-def _lost_a_peer(error: BaseException) -> bool:
-    """Whether ``error`` (or its cause) is a collective failing because another rank died."""
-    import torch.distributed as dist
-
-    while error is not None:
-        if isinstance(error, getattr(dist, "DistBackendError", ())) or any(text in str(error) for text in _PEER_FAILURES):
-            return True
-        error = error.__cause__ or error.__context__
-    return False
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return (text[-1] if text else type(error).__name__)[:160]
-
-
-def _fail(message: str, status: int = 2) -> None:
-    if "Original Traceback" in message:  # raised in a DataLoader worker: its own message is the last line
-        message = message.strip().splitlines()[-1].split(": ", 1)[-1]
-    print(f"\nfrossl_lit: error: {message}\n", file=sys.stderr)
-    sys.exit(status)
-
-
-_RESUME_KEYS = ("ckpt_path", "resume.auto", "resume.overwrite", "resume.override_schedule")
-
-
-def rerun_command(cfg: DictConfig, changes: list[str]) -> str:
-    """This run's command line, into the same run directory, with ``changes`` replacing the overrides of their keys
-    (and any earlier resume settings): advice a user can paste."""
-    task = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
-    replaced = {change.split("=", 1)[0] for change in changes} | set(_RESUME_KEYS)
-    kept = [o for o in task if o.split("=", 1)[0].lstrip("+~") not in replaced]
-    run_dir = Path(cfg.paths.output_dir).resolve()
-    return " ".join(["python -m frossl_lit.train", *map(shlex.quote, [*kept, *changes, f"hydra.run.dir={run_dir}"])])
-
-
-def _divergence_advice(cfg: DictConfig, error: DivergedError) -> str:
-    """The guard's facts and a command that carries on at a tenth of the learning rate: afresh when the first bad
-    step lies in the first epoch (no checkpoint predates it), else from the run's last checkpoint with the new
-    schedule applied (``resume.override_schedule``)."""
-    lr = f"schedule.optimizer.lr={float(cfg.schedule.optimizer.lr) / 10:.3g}"
-    how = ["resume.overwrite=true"] if error.first_epoch else ["resume.auto=true", "resume.override_schedule=true"]
-    return (f"{error.facts}. To train at a tenth of the learning rate, "
-            f"{'start again' if error.first_epoch else 'continue from its last checkpoint'}: {rerun_command(cfg, [lr, *how])}"
-            f" (or skip such steps with callbacks.divergence.action=skip)")
-
-
-def _in_a_sweep() -> bool:
-    from hydra.types import RunMode
-
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-
-
-def _sweeper_needs_a_value() -> bool:
-    """An optimising sweeper (Optuna) reads the job's return value; Hydra's grid sweeper does not."""
-    return _in_a_sweep() and "optuna" in str(HydraConfig.get().sweeper.get("_target_", "")).lower()
-
-
 # an absolute config path: a relative one resolves against the package (``pkg://frossl_lit/conf``, not a module)
 # when main() is called from the console script or in-process rather than as ``python -m``
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
+@exits_on_user_error()  # a value the user can fix: one line, exit status 2
 def _hydra_main(cfg: DictConfig) -> float | None:
     try:
         summary = train(cfg)
-    except UserError as error:
-        _fail(str(error))
     except DivergedError as error:  # the run itself went wrong, not its configuration
-        if _in_a_sweep():  # one diverged setting is a failed trial (NaN to a sweeper), not the end of the sweep
+        if recovery.in_a_sweep():  # one diverged setting is a failed trial (NaN to a sweeper), not the end of the sweep
             print(f"\nfrossl_lit: this job failed: {error}\n", file=sys.stderr)
             return float("nan")
-        _fail(_divergence_advice(cfg, error), status=1)
-    except InstantiationException as error:  # a constructor rejected a config value: show its own message
-        cause = error.__cause__
-        if isinstance(cause, UserError) or re.match(r"^[\w.]+=\S", str(cause or "")):  # the cause names its key
-            _fail(str(cause))
-        _fail(f"{error}" if cause is None else f"{error}".split("\n")[0] + f"\n  {type(cause).__name__}: {cause}")
+        fail(recovery.divergence_advice(cfg, error), status=1)
     except Exception as error:
-        if not _lost_a_peer(error):
+        if user_message(error) is not None or not recovery.lost_a_peer(error):
             raise
-        _fail(
-            f"another DDP process of this run stopped or stopped answering ({_first_line(error)}), so this one stops too; "
-            f"continue it with: {rerun_command(cfg, ['resume.auto=true'])}",
-            status=1,
-        )
+        fail(recovery.peer_loss_advice(cfg, error), status=1)
     metric = cfg.get("optimized_metric") or "probe_top1"
     value = summary.get(metric)
-    if not isinstance(value, (int, float)) and _sweeper_needs_a_value():
+    if not isinstance(value, (int, float)) and recovery.sweeper_needs_a_value():
         figures = sorted(k for k, v in summary.items() if isinstance(v, float))
-        _fail(f"optimized_metric={metric} is not a figure of this run's summary ({value!r}), so the sweeper has nothing "
-              f"to optimise; name one of {figures}, e.g. optimized_metric=knn_top1")
+        raise UserError(f"optimized_metric={metric} is not a figure of this run's summary ({value!r}), so the sweeper "
+                        f"has nothing to optimise; name one of {figures}, e.g. optimized_metric=knn_top1")
     return value
 
 

@@ -1,12 +1,14 @@
-"""Mistyped values fail first with one line that names the key (frossl_lit.config.checks), and through the CLI with
-exit status 2 and at most 3 lines on stderr."""
+"""Mistyped values fail first with one line that names the key (frossl_lit.config.checks and .values), and through
+the CLI with exit status 2 and at most 3 lines on stderr. A value a constructor checks itself fails when the run
+builds it, as one line through the command's error exit (frossl_lit.runtime.errors.exits_on_user_error)."""
 
 from __future__ import annotations
 
 import pytest
 
 from frossl_lit.config.checks import check_config
-from frossl_lit.runtime.errors import UserError
+from frossl_lit.data import datamodule as build_datamodule
+from frossl_lit.runtime.errors import PREFIX, UserError, exits_on_user_error
 from tests.conftest import compose_config, run_cli
 
 BAD = [
@@ -16,15 +18,8 @@ BAD = [
     (["method=vicreg", "augment.num_views=4"], r"^augment\.num_views=4 gives 4 views in all, but VICReg takes exactly 2; set augment\.num_views=2$"),
     (["trainer.max_epochs=0"], r"^trainer\.max_epochs=0 must be >= 1"),
     (["trainer.max_epochs=-1"], r"^trainer\.max_epochs=-1 must be >= 1 \(or -1 with trainer\.max_steps set\)"),
-    (["callbacks.knn.k=0"], r"^callbacks\.knn\.k=0 must be a positive number of neighbours"),
-    (["augment.recipes.0.scale=[0.5,0.2]"], r"^augment\.recipes\.0\.scale=\[0\.5, 0\.2\] must be \[min, max\]"),
-    (["augment.recipes.0.jitter_prob=1.5"], r"^augment\.recipes\.0\.jitter_prob=1\.5 is a probability"),
-    (["data.val_fraction=1.2"], r"^data\.val_fraction=1\.2 is a fraction"),
-    (["data.tune_fraction=1.5"], r"^data\.tune_fraction=1\.5 is a fraction: it must lie in \[0, 1\); e\.g\. data\.tune_fraction=0\.1"),
     (["schedule.optimizer.lr=-1"], r"^schedule\.optimizer\.lr=-1 must be a positive finite learning rate"),
     (["callbacks.probe=null"], r"^callbacks\.checkpoint_best\.monitor='val/probe_top1' is logged by callbacks\.probe, which is off; monitor what runs"),
-    (["data.format=parquet"], r"^data\.format='parquet' must be native or litdata"),
-    (["data.format=litdata"], r"^data\.stream=None must name the stream to read with data\.format=litdata; write one with python -m frossl_lit\.prepare"),
     # a preset's method weights would land on another method: its sibling preset, or drop method=
     (["experiment=frossl_cifar10_laptop", "method=vicreg"],
      r"^method='vicreg' is not the method experiment=frossl_cifar10_laptop sets its weights for; use experiment=vicreg_cifar10_laptop"),
@@ -37,6 +32,53 @@ def test_a_bad_value_names_its_key_and_the_fix(overrides, message, tmp_path):
     cfg = compose_config(overrides, tmp_path)
     with pytest.raises(UserError, match=message):
         check_config(cfg)
+
+
+# values the DataModule constructors check themselves: the config checks let them through, the build refuses them
+BUILT = [
+    (["data.val_fraction=1.2"], "data.val_fraction=1.2 must lie strictly between 0 and 1"),
+    (["data=folder", "data.root=/nowhere", "data.val_fraction=1.2"], "data.val_fraction=1.2 must lie in [0, 1)"),
+    (["data=cifar10", "data.holdout_fraction=1.5"], "data.holdout_fraction=1.5 must lie in [0, 1)"),
+    (["data=cifar10", "data.train_fraction=0"], "data.train_fraction=0 must lie in (0, 1]"),
+    (["data.tune_fraction=1.5"], "data.tune_fraction=1.5 is a fraction of the training images: it must lie in [0, 1), e.g. 0.2"),
+    (["data.format=parquet"], "data.format='parquet' must be one of native, litdata"),
+    (["data.format=litdata"], "data.format=litdata needs data.stream=DIR (a folder written by python -m frossl_lit.prepare"),
+]
+
+
+@pytest.mark.parametrize("overrides,line", BUILT, ids=[" ".join(o) for o, _ in BUILT])
+def test_a_value_its_constructor_checks_is_one_line_when_the_run_builds_it(overrides, line, tmp_path, capsys):
+    cfg = compose_config(overrides, tmp_path)
+    check_config(cfg)
+    with pytest.raises(SystemExit) as stop, exits_on_user_error():
+        build_datamodule(cfg.data)
+    lines = [text for text in capsys.readouterr().err.splitlines() if text.strip()]
+    assert stop.value.code == 2 and len(lines) == 1 and lines[0].startswith(f"{PREFIX}{line}"), lines
+
+
+# values our constructors check themselves, naming the whole key: the run's build (before any data is read) raises
+# their UserError itself, not Hydra's InstantiationException around it
+CONSTRUCTED = [
+    (["callbacks.knn.k=0"], r"^callbacks\.knn\.k=0 must be a positive number of neighbours; e\.g\. callbacks\.knn\.k=20$"),
+    (["callbacks.knn.k=100000"], r"^callbacks\.knn\.k=100000 is more than callbacks\.knn\.bank_size=10000, the images in the kNN bank"),
+    (["augment.recipes.0.scale=[0.5,0.2]"], r"^augment\.recipes\.0\.scale=\[0\.5, 0\.2\] must be \[min, max\]"),
+    (["augment.recipes.0.jitter_prob=1.5"], r"^augment\.recipes\.0\.jitter_prob=1\.5 is a probability: .*; e\.g\. augment\.recipes\.0\.jitter_prob=0\.5$"),
+    (["augment=cifar10_asymmetric", "augment.recipes.1.hue=0.7"], r"^augment\.recipes\.1\.hue=0\.7 must lie in \[0, 0\.5\]"),
+    (["augment=imagenet_multicrop", "augment.small_recipe.size=0"], r"^augment\.small_recipe\.size=0 must be a positive number of pixels"),
+    (["method.invariance_weight=-1"], r"^method\.invariance_weight=-1 must be >= 0; e\.g\. method\.invariance_weight=1\.0$"),
+    (["method=vicreg", "method.invariance_weight=-1"], r"^method\.invariance_weight=-1 must be >= 0"),
+    (["method=simsiam", "method.predictor=null"], r"^method\.predictor=None is needed: SimSiam predicts one branch from the other; .*simsiam\.yaml"),
+]
+
+
+@pytest.mark.parametrize("overrides,message", CONSTRUCTED, ids=[" ".join(o) for o, _ in CONSTRUCTED])
+def test_a_value_its_constructor_checks_names_its_whole_key_when_the_run_builds_it(overrides, message, tmp_path):
+    from frossl_lit.train import build
+
+    cfg = compose_config(overrides, tmp_path)
+    check_config(cfg)
+    with pytest.raises(UserError, match=message):
+        build(cfg)
 
 
 @pytest.mark.parametrize("overrides", [[], ["method=vicreg"], ["augment.num_views=8"], ["trainer.max_epochs=-1", "trainer.max_steps=5"],

@@ -1,5 +1,5 @@
 """A run that stops at any step and resumes is the same run: weights bit for bit, every logged step, the spectrum
-history and the wall-clock (frossl_lit.data.base ResumableLoader, per-batch augmentation seeds, StepCheckpoint)."""
+history and the wall-clock (frossl_lit.data.base's resume position, per-batch augmentation seeds, StepCheckpoint)."""
 
 from __future__ import annotations
 

@@ -10,7 +10,8 @@ composes again afterwards). The rules, each a :class:`~frossl_lit.runtime.errors
 - ``key=value`` and ``~key`` need an existing key (``trainer.max_epoch=5``), ``+key=value`` a new one;
 - a new key (``+key`` / ``++key``) must be read by something: an argument of the constructor of the node it is
   added to (the node's ``_target_``), or a new entry of a node whose entries are all instantiated
-  (``+callbacks.mine._target_=...``) or iterated (a study's ``study.methods``).
+  (``+callbacks.mine._target_=...``) or iterated (a study's ``study.methods``); the key rules and the fixes they
+  suggest are :mod:`frossl_lit.config.override_keys`.
 
 Whatever it cannot judge passes: Hydra's flags (``--cfg``, ``--help``, ``--config-dir``…), ``hydra.*`` keys and
 ``hydra/...`` groups (plugins add those), sweeps of groups other than a plain list, nodes that come from an
@@ -23,11 +24,9 @@ from __future__ import annotations
 import contextlib
 import difflib
 import functools
-import inspect
 import io
 import sys
 from collections.abc import Iterator
-from fnmatch import fnmatch
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -36,28 +35,18 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, ValueType
 from hydra.errors import OverrideParseException
-from hydra.utils import get_object
 from omegaconf import DictConfig, OmegaConf
 
 from frossl_lit.config import CONF_DIR
-from frossl_lit.runtime.errors import UserError
-
-# nodes whose new entries the code iterates over although they have no _target_ (per top-level config)
-_ITERATED = {"compare": ("study.methods", "study.methods.*.search")}
-# nodes whose keys another node's constructor receives: train.build passes ``model.*`` to the method
-_PASSED_TO = {"model": "method"}
-# ``frossl_lit.data.datamodule`` builds this instead of ``data._target_`` when data.format=litdata
-_STREAM_TARGET = "frossl_lit.data.stream.StreamingDataModule"
+from frossl_lit.config.override_keys import problem as key_problem
+from frossl_lit.runtime.errors import UserError, exits_on_user_error
 
 
 def check_command_line(config_name: str) -> None:
     """:func:`precheck` on this process's command line, for an entry point: a problem is one line on stderr and
-    exit status 2."""
-    try:
+    exit status 2 (:func:`frossl_lit.runtime.errors.exits_on_user_error`)."""
+    with exits_on_user_error():
         precheck(sys.argv[1:], config_name)
-    except UserError as error:
-        print(f"\nfrossl_lit: error: {error}\n", file=sys.stderr)
-        sys.exit(2)
 
 
 def precheck(argv: list[str], config_name: str, conf_dir: Path = CONF_DIR) -> None:
@@ -203,7 +192,7 @@ def _check_keys(keys: list[Override], choices: list[Override], conf_dir: Path, c
             continue  # its node was replaced or retargeted by an earlier override: the composition does not show it
         first = None
         for cfg in configs():
-            problem = _problem(override, cfg, config_name)
+            problem = key_problem(override, cfg, config_name)
             if problem is None:
                 break
             first = first or problem
@@ -219,124 +208,3 @@ def _set_on_the_command_line(key: str, earlier: list[Override]) -> bool:
         if key.startswith(f"{node}.") and not override.is_delete():
             return True
     return False
-
-
-def _walk(cfg: DictConfig, parts: list[str]) -> tuple[str, DictConfig, int]:
-    """Follow ``parts`` from ``cfg``: ``("exists", …)``, ``("missing", node, i)`` where ``node`` (a dict) lacks
-    ``parts[i]``, or ``("unsure", …)`` where the path leaves the dicts (a list, an interpolation, a null, a value)."""
-    node = cfg
-    for index, part in enumerate(parts):
-        if not isinstance(node, DictConfig) or node._is_none() or node._is_interpolation():
-            return "unsure", node, index
-        if part not in node.keys():
-            return "missing", node, index
-        node = node._get_node(part)
-    return "exists", node, len(parts)
-
-
-def _problem(override: Override, cfg: DictConfig, config_name: str) -> str | None:
-    """What is wrong with a key override in ``cfg``, or ``None``."""
-    key, line = override.key_or_group, override.input_line
-    value = line.split("=", 1)[1] if "=" in line else "..."
-    parts = key.split(".")
-    state, node, index = _walk(cfg, parts)
-    if state == "unsure":
-        return None
-    if state == "exists":
-        return f"{line}: {key} is already a setting; write {key}={value} (without +)" if override.is_add() else None
-    path, name = parts[:index], parts[index]
-    if override.is_add() or override.is_force_add():
-        return _unread(cfg, path, node, name, line, value, config_name)
-    close = _close_key(cfg, key)
-    if override.is_delete():
-        return f"{key} is not a setting, so {line} deletes nothing" + (f" (did you mean ~{close}?)" if close else "")
-    if close:
-        return f"{key} is not a setting (did you mean {close}?); write {close}={value}"
-    if _unread(cfg, path, node, name, line, value, config_name) is None:
-        return f"{key} is not a setting; to add a new key write +{key}={value}"
-    return f"{key} is not a setting; print the settings with --cfg job"
-
-
-def _unread(cfg: DictConfig, path: list[str], node: DictConfig, name: str, line: str, value: str, config_name: str) -> str | None:
-    """Why nothing would read a new key ``name`` added to ``node`` (at ``path``), or ``None`` if something does."""
-    where = ".".join(path)
-    if any(fnmatch(where, pattern) for pattern in _ITERATED.get(config_name, ())):
-        return None
-    entries = [node._get_node(k) for k in node.keys()]
-    if where and entries and all(e._is_none() or (isinstance(e, DictConfig) and "_target_" in e) for e in entries):
-        return None  # a new entry of callbacks / logger: instantiated like its siblings
-    holder = cfg.get(_PASSED_TO[where]) if config_name == "train" and where in _PASSED_TO else node
-    if not isinstance(holder, DictConfig) or "_target_" not in holder:
-        if _has_target_above(cfg, path):
-            return None  # inside a node an ancestor's constructor receives whole: cannot tell
-        key = line.lstrip("+").split("=", 1)[0]
-        close = _close_key(cfg, key)
-        or_entry = " or is a new callbacks/logger entry" if config_name == "train" else ""
-        return (f"{line}: nothing reads {key}" + (f" (did you mean {close}?)" if close else "") + "; a new key goes into a "
-                f"node with a _target_, as an argument of its constructor{or_entry}; print the settings with --cfg job")
-    target = holder._get_node("_target_")
-    if target._is_interpolation():
-        return None
-    target = str(target._value())
-    names = _parameters(target, with_stream=where == "data")
-    if names is None or name in names:
-        return None
-    close = difflib.get_close_matches(name, sorted(names), n=1)
-    if close:
-        fix = f"{where}.{close[0]}={value}" if close[0] in node.keys() else f"+{where}.{close[0]}={value}"
-        return f"{line}: {name} is not an argument of {target} (did you mean {where}.{close[0]}?); write {fix}"
-    return f"{line}: {name} is not an argument of {target}; it takes {', '.join(sorted(names))}"
-
-
-def _has_target_above(cfg: DictConfig, path: list[str]) -> bool:
-    """Whether a node between the root and the node at ``path`` (both excluded) has a ``_target_``."""
-    node = cfg
-    for part in path[:-1]:
-        node = node._get_node(part)
-        if isinstance(node, DictConfig) and "_target_" in node:
-            return True
-    return False
-
-
-def _parameters(target: str, with_stream: bool = False) -> set[str] | None:
-    """The keyword arguments ``target`` (a class or function) takes, or ``None`` when it takes any or cannot be
-    imported. A frossl_lit class's ``**kwargs`` go to its base class (followed up the MRO); anyone else's may go
-    anywhere (a logger's to ``wandb.init``)."""
-    try:
-        found = get_object(target)
-    except Exception:
-        return None
-    owners = [c for c in found.__mro__ if "__init__" in vars(c)] if inspect.isclass(found) else [found]
-    names: set[str] = set()
-    for owner in owners:
-        try:
-            parameters = inspect.signature(owner.__init__ if inspect.isclass(owner) else owner).parameters.values()
-        except (TypeError, ValueError):
-            return None
-        names.update(p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self")
-        if not any(p.kind == p.VAR_KEYWORD for p in parameters):
-            break
-        if not inspect.isclass(owner) or not owner.__module__.startswith("frossl_lit"):
-            return None
-    if with_stream:  # data.format=litdata builds another class from the same node
-        stream = _parameters(_STREAM_TARGET)
-        return None if stream is None else names | stream
-    return names
-
-
-def _paths(node: DictConfig, prefix: str = "") -> Iterator[str]:
-    """Every key of ``node`` as a dotted path, nested ones included (not Hydra's own)."""
-    for key in node.keys():
-        path = f"{prefix}{key}"
-        if path == "hydra":
-            continue
-        yield path
-        child = node._get_node(key)
-        if isinstance(child, DictConfig) and not child._is_none() and not child._is_interpolation():
-            yield from _paths(child, f"{path}.")
-
-
-def _close_key(cfg: DictConfig, key: str) -> str | None:
-    """The existing key (dotted path) closest to ``key``, if one is close."""
-    close = difflib.get_close_matches(key, list(_paths(cfg)), n=1, cutoff=0.8)
-    return close[0] if close else None

@@ -9,7 +9,6 @@ weights and its DataModule (``data_overrides`` such as ``data.root=/elsewhere`` 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +17,11 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from frossl_lit.config.checks import check_evaluation
+from frossl_lit.config.values import check_evaluation
 from frossl_lit.data import datamodule as build_datamodule
 from frossl_lit.evaluation.metrics import top_k_metrics
 from frossl_lit.runtime.checkpointing import read_checkpoint
-from frossl_lit.runtime.errors import UserError
+from frossl_lit.runtime.errors import UserError, exits_on_user_error
 from frossl_lit.runtime.fileio import atomic_write
 from frossl_lit.runtime.resume import check_recorded_backbone, check_shapes
 
@@ -77,15 +76,12 @@ def report(cfg: DictConfig, name: str, scores: torch.Tensor, labels: torch.Tenso
     return result
 
 
+@exits_on_user_error()
 def run_evaluation(name: str, evaluate, cfg: DictConfig) -> float:
-    """Run an offline evaluation and return its top-1; a user error (:func:`frossl_lit.config.checks.check_evaluation`
-    first) prints its message alone and exits with status 2."""
-    try:
-        check_evaluation(cfg, name)
-        return evaluate(cfg)[f"{name}_top1"]
-    except UserError as error:
-        print(f"\nfrossl_lit: error: {error}\n", file=sys.stderr)
-        sys.exit(2)
+    """Run an offline evaluation and return its top-1; a user error (:func:`frossl_lit.config.values.check_evaluation`
+    first) is one line and exit status 2 (:func:`frossl_lit.runtime.errors.exits_on_user_error`)."""
+    check_evaluation(cfg, name)
+    return evaluate(cfg)[f"{name}_top1"]
 
 
 def resolve_device(name: str) -> torch.device:

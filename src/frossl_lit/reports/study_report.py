@@ -18,14 +18,14 @@ so two studies of one setting can be checked for equality.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from pathlib import Path
 from typing import Any
 
 from frossl_lit.reports.stats import first_crossing, format_ci, kendall_tau, mean_ci, paired_difference_ci
-from frossl_lit.runtime.fileio import atomic_write, atomic_write_with
+from frossl_lit.reports.study_plots import plot_study
+from frossl_lit.runtime.fileio import atomic_write
 
 # OFSkean/FroSSL@e841c57 experiments/time_scaling/spider_time_scaling.py, method_name_to_hyperparameters
 PAPER_HYPERPARAMETERS = {"frossl": 1, "simsiam": 2, "barlow_twins": 1, "corinfomax": 5, "byol": 3, "mocov2": 4,
@@ -36,17 +36,10 @@ LABEL_FREE = {"rankme": lambda v: v, "lidar": lambda v: v, "alpha_req": lambda v
 
 def knn_curve(run_dir: Path) -> list[dict[str, float]]:
     """``[{epochs, seconds, top1}]`` from a run's metrics.csv: before training (0, 0) and after every epoch."""
-    path = run_dir / "csv" / "metrics.csv"
-    if not path.is_file():
-        return []
-    with open(path) as handle:
-        rows = [row for row in csv.DictReader(handle) if row.get("val/knn_top1")]
-    points = []
-    for row in rows:
-        epochs = 0 if not row.get("epoch") else int(float(row["epoch"])) + 1
-        seconds = float(row["val/knn_train_seconds"]) if row.get("val/knn_train_seconds") else 0.0
-        points.append({"epochs": epochs, "seconds": seconds, "top1": float(row["val/knn_top1"])})
-    return points
+    from frossl_lit.runtime.loggers import read_metrics  # Lightning's import stays out of the report's
+
+    return [{"epochs": row["epoch"] + 1 if "epoch" in row else 0, "seconds": row.get("val/knn_train_seconds", 0.0),
+             "top1": row["val/knn_top1"]} for row in read_metrics(run_dir) if "val/knn_top1" in row]
 
 
 def _read(path: Path) -> dict[str, Any] | None:
@@ -220,86 +213,12 @@ def _markdown(data: dict[str, Any], report: dict[str, Any], pngs: list[str]) -> 
     return "\n".join(lines)
 
 
-def _plots(data: dict[str, Any], report: dict[str, Any], directory: Path) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    from frossl_lit.reports.stats import mean_ci as ci
-
-    names = []
-    colours = plt.get_cmap("tab20").colors  # 20 distinct colours: a dozen methods never share one
-    style = {name: {"color": colours[(2 * i) % 20 if i < 10 else (2 * i + 1) % 20],
-                    "linestyle": ("-", "--", ":", "-.")[i // 10 % 4]} for i, name in enumerate(data["methods"])}
-    figure, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    for name, m in data["methods"].items():
-        curves = [c for c in m["curves"].values() if c]
-        if not curves:
-            continue
-        length = min(len(c) for c in curves)
-        stats = [ci([c[i]["top1"] for c in curves]) for i in range(length)]
-        mean = np.array([s["mean"] for s in stats])
-        half = np.nan_to_num(np.array([s["half_width"] for s in stats]))
-        epochs = [curves[0][i]["epochs"] for i in range(length)]
-        seconds = [float(np.mean([c[i]["seconds"] for c in curves])) for i in range(length)]
-        for axis, xs in ((axes[0], epochs), (axes[1], seconds)):
-            axis.plot(xs, mean, marker=".", label=name, **style[name])
-            axis.fill_between(xs, mean - half, mean + half, alpha=0.12, color=style[name]["color"])
-    for t in data["thresholds"]:
-        for axis in axes:
-            axis.axhline(t, color="grey", linewidth=0.6, linestyle=":")
-    axes[0].set_xlabel("epochs")
-    axes[1].set_xlabel("training seconds (mean over seeds)")
-    for axis in axes:
-        axis.set_ylabel("kNN top-1 (reported split)")
-    axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    figure.suptitle("kNN top-1, mean and 95% band over seeds")
-    figure.tight_layout()
-    atomic_write_with(directory / "knn_curves.png", lambda buffer: figure.savefig(buffer, format="png", dpi=110))
-    plt.close(figure)
-    names.append("knn_curves.png")
-
-    # the efficiency summary, as the paper's spider figure: each cost over the largest among the methods
-    if data["thresholds"]:
-        t = f"{data['thresholds'][0]:g}"
-        axes_names = ["s / step", "peak memory", f"seconds to {t}", f"epochs to {t}", "hyperparameters (paper)"]
-        rows = {}
-        for name in report["results"]:
-            r, tm = report["results"][name], report["timing"][name]
-            every_seed = r["crossings"][t]["reached"] == r["crossings"][t]["of"]  # else: as never reached
-            rows[name] = [tm["step_seconds"]["mean"], tm["peak_memory_gib"]["mean"],
-                          tm["seconds_to"][t]["mean"] if every_seed else None,
-                          r["crossings"][t]["epochs"]["mean"] if every_seed else None, r["hyperparameters"]["paper"]]
-        values = np.array([[np.nan if v is None else float(v) for v in row] for row in rows.values()], dtype=float)
-        largest = np.nanmax(np.where(np.isfinite(values), values, np.nan), axis=0) if len(values) else []
-        angles = np.linspace(0, 2 * np.pi, len(axes_names), endpoint=False).tolist()
-        figure = plt.figure(figsize=(8, 6))
-        axis = figure.add_subplot(polar=True)
-        for (name, _), row in zip(rows.items(), values):
-            scaled = [(v / m if m and np.isfinite(v) else 1.0) for v, m in zip(row, largest)]  # never reached: worst
-            axis.plot(angles + angles[:1], scaled + scaled[:1], label=name, **style[name])
-            axis.fill(angles + angles[:1], scaled + scaled[:1], alpha=0.05, color=style[name]["color"])
-        axis.set_xticks(angles)
-        axis.set_xticklabels(axes_names, fontsize=8)
-        axis.set_ylim(0, 1.05)
-        figure.suptitle(f"Each cost over the costliest method's (smaller is better).\nA method some seed of which never "
-                        f"reaches kNN {t} counts 1 on both axes to {t}.", fontsize=8)
-        axis.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.15, 0.5))
-        figure.tight_layout()
-        atomic_write_with(directory / "efficiency.png", lambda buffer: figure.savefig(buffer, format="png", dpi=110))
-        plt.close(figure)
-        names.append("efficiency.png")
-    return names
-
-
 def write_report(study) -> Path:
     """Write ``report.json``, ``report.md`` and the PNGs into the study directory; return report.md's path."""
     data = collect(study)
     report = summarise(data, study.cfg.get("reference"))
     directory = study.dir
-    pngs = _plots(data, report, directory)
+    pngs = plot_study(data, report, directory)
     atomic_write(directory / "report.json", json.dumps({"study": data["study"], "metric": data["metric"],
                                                        "thresholds": data["thresholds"], **report,
                                                        "curves": {n: m["curves"] for n, m in data["methods"].items()}},

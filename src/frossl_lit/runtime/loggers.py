@@ -124,25 +124,33 @@ class AtomicCSVLogger(CSVLogger):
         return self._experiment
 
 
-def read_csv_history(ckpt_path: str, up_to_step: int) -> list[dict[str, float]]:
-    """The rows that the run a checkpoint belongs to logged before the checkpoint's step (its
-    ``<run dir>/csv/metrics.csv``; empty when there is none), and the validation rows logged at that step (the
-    evaluation of the epoch the checkpoint ends). Later rows are left out: the resumed run logs those steps again."""
-    import csv
-
-    path = Path(ckpt_path).resolve().parents[1] / "csv" / "metrics.csv"
+def read_metrics(run_dir: str | Path) -> list[dict[str, float]]:
+    """Every row of a run's ``<run dir>/csv/metrics.csv`` (empty when there is none): the values it logged, as
+    floats (``step`` and ``epoch`` as ints); a column the row left empty is not in its dict. The one reader of
+    metrics.csv (resume, the run's plots, the study report, experiments/)."""
+    path = Path(run_dir) / "csv" / "metrics.csv"
     if not path.is_file():
         return []
     rows = []
     with open(path, newline="") as handle:
         for row in csv.DictReader(handle):
-            values = {key: float(value) for key, value in row.items() if key and value not in ("", None)}
-            evaluation_only = all(key.startswith("val/") for key in values if key not in ("step", "epoch"))
-            if "step" in values and (values["step"] < up_to_step or (values["step"] == up_to_step and evaluation_only)):
-                values["step"] = int(values["step"])
-                if "epoch" in values:
-                    values["epoch"] = int(values["epoch"])
-                rows.append(values)
+            values: dict[str, float] = {key: float(value) for key, value in row.items() if key and value not in ("", None)}
+            for key in ("step", "epoch"):
+                if key in values:
+                    values[key] = int(values[key])
+            rows.append(values)
+    return rows
+
+
+def read_csv_history(ckpt_path: str, up_to_step: int) -> list[dict[str, float]]:
+    """The rows that the run a checkpoint belongs to logged before the checkpoint's step (its
+    ``<run dir>/csv/metrics.csv``; empty when there is none), and the validation rows logged at that step (the
+    evaluation of the epoch the checkpoint ends). Later rows are left out: the resumed run logs those steps again."""
+    rows = []
+    for values in read_metrics(Path(ckpt_path).resolve().parents[1]):
+        evaluation_only = all(key.startswith("val/") for key in values if key not in ("step", "epoch"))
+        if "step" in values and (values["step"] < up_to_step or (values["step"] == up_to_step and evaluation_only)):
+            rows.append(values)
     return rows
 
 

@@ -38,7 +38,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from frossl_lit.runtime.errors import UserError
+from frossl_lit.runtime.errors import UserError, exits_on_user_error, fail
 
 LOCK_NAME = ".run.lock"
 # what a run writes into its directory: removed by resume.overwrite=true (nothing else is touched)
@@ -178,19 +178,12 @@ def owned(cfg: DictConfig) -> Iterator[None]:
             release(directory)
 
 
-def _fail(error: UserError) -> None:
-    print(f"\nfrossl_lit: error: {error}\n", file=sys.stderr)
-    sys.exit(2)
-
-
 class RunDirGuard(Callback):
     """Hydra callback: claim the run (or each sweep job's) directory before Hydra writes into it."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        try:
+        with exits_on_user_error():  # a Hydra callback: an exception here would be Hydra's traceback
             claim(config.hydra.run.dir, **_resume_settings(config))
-        except UserError as error:
-            _fail(error)
 
     def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
         release(config.hydra.run.dir)
@@ -204,15 +197,12 @@ class RunDirGuard(Callback):
         sweep = Path(config.hydra.sweep.dir).expanduser().resolve()
         held = [p for p in (sweep, *sorted(sweep.iterdir())) if p.is_dir() and describe_run(p)] if sweep.is_dir() else []
         if held:
-            _fail(UserError(f"hydra.sweep.dir={sweep} already holds runs ({held[0].name}: {describe_run(held[0])}); "
-                            f"continue them with resume.auto=true, start afresh with resume.overwrite=true, or choose "
-                            f"another hydra.sweep.dir"))
+            fail(f"hydra.sweep.dir={sweep} already holds runs ({held[0].name}: {describe_run(held[0])}); continue them "
+                 f"with resume.auto=true, start afresh with resume.overwrite=true, or choose another hydra.sweep.dir")
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
-        try:
+        with exits_on_user_error():
             claim(config.hydra.runtime.output_dir, key="hydra.sweep.dir", **_resume_settings(config))
-        except UserError as error:
-            _fail(error)
 
     def on_job_end(self, config: DictConfig, **kwargs: Any) -> None:
         release(config.hydra.runtime.output_dir)
