@@ -1,27 +1,26 @@
-#!/usr/bin/env python
 """Two-view augmentation throughput on CIFAR-size uint8 images: batched (frossl_lit.ViewAugment) vs per-image PIL.
 
-    python experiments/bench_augment.py --root data/cifar10 [--device cuda]
+    python -m experiments.bench_augment --root data/cifar10 [--device cuda]
 
 The per-image pipeline is the torchvision PIL recipe solo-learn and the official FroSSL code run in DataLoader
 workers (RandomResizedCrop 32 (0.08, 1), ColorJitter 0.4/0.4/0.2/0.1 p 0.8, RandomGrayscale 0.2, horizontal
 flip, ToTensor, Normalize), applied twice per image, in 2 DataLoader workers. The batched pipeline is the same
 recipe (conf/augment/cifar10.yaml) on whole uint8 batches with 2 intra-op threads (or on the GPU). Figures are
 source images per second (each yields 2 views); both sides include the uint8 → float conversion and
-normalisation. Results are appended with the command to experiments/results/augment_throughput.md.
+normalisation. Results are appended with the command to experiments/results/augment_throughput.md. ``--smoke``:
+256 images in batches of 64, no DataLoader workers.
 """
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from _results import append_report
 
-from frossl_lit.data.augment import ViewAugment, ViewRecipe
+from experiments import harness
+from frossl_lit.data import ViewAugment, ViewRecipe
 
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 
@@ -90,16 +89,15 @@ def bench_batched(images: np.ndarray, batch_size: int, device: str, threads: int
     return len(images) / (time.perf_counter() - started)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--root", default=None, help="folder holding cifar-10-batches-py/ (else random pixels)")
-    parser.add_argument("--images", type=int, default=20480)
-    parser.add_argument("--batch-size", type=int, default=512)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--out", default="experiments/results/augment_throughput.md")
-    args = parser.parse_args()
+def main(argv: list[str] | None = None) -> None:
+    cli = harness.parser(__spec__.name, __doc__, "experiments/results/augment_throughput.md")
+    cli.add_argument("--root", default=None, help="folder holding cifar-10-batches-py/ (else random pixels)")
+    cli.add_argument("--images", type=int, default=20480)
+    cli.add_argument("--batch-size", type=int, default=512)
+    cli.add_argument("--workers", type=int, default=2)
+    cli.add_argument("--threads", type=int, default=2)
+    cli.add_argument("--device", default="cpu")
+    args = harness.parse(cli, argv, smoke={"images": 256, "batch_size": 64, "workers": 0})
 
     images = load_images(args.root, args.images)
     rows = [
@@ -114,11 +112,9 @@ def main() -> None:
         + [f"| {name} | {rate:,.0f} | {rate / baseline:.1f}× |" for name, rate in rows]
     )
     print(table)
-    append_report(
-        args.out,
-        f"torch {torch.__version__}, {args.images} images ({'CIFAR-10' if args.root else 'random'}), batch {args.batch_size}",
-        table,
-    )
+    harness.record(args, f"torch {torch.__version__}, {args.images} images ({'CIFAR-10' if args.root else 'random'}), "
+                         f"batch {args.batch_size}", table)
+
 
 if __name__ == "__main__":
     main()

@@ -1,7 +1,6 @@
-#!/usr/bin/env python
 """JPEG decoding for the ImageNet recipe, and the throughput of each data format, on this machine's CPU.
 
-    python experiments/bench_decode.py [--images 2000] [--workers 2] [--cifar data/cifar10]
+    python -m experiments.bench_decode [--images 2000] [--workers 2] [--cifar data/cifar10]
 
 1. Builds (once, under data/bench_decode/) a labelled folder of ImageNet-size photos: ``--images`` JPEGs of 500×375
    at quality 90, windows cut from scikit-learn's two sample photographs (china.jpg, flower.jpg) at random scales
@@ -19,30 +18,30 @@
 4. Formats on CIFAR-10 (``--cifar``, the CIFAR recipe, views ready for the model): in memory, the same images as
    a folder of PNG files, and as a LitData stream.
 
-Results are appended with the command to experiments/results/decode.md.
+Results are appended with the command to experiments/results/decode.md. ``--smoke``: 20 photos in 2 classes, none
+large, no DataLoader workers, batches of 4 (16 on CIFAR), under outputs/smoke/bench_decode/.
 """
 
 from __future__ import annotations
 
-import argparse
-import io
 import random
 import shutil
+import tempfile
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
-from _results import REPO, append_report
 
-SIZE = 224
+from experiments import decode_pipelines, harness
+
 warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
 
 
 # -- the photos --------------------------------------------------------------------------------------------------
 def build_photos(folder: Path, count: int, width: int, height: int, classes: int = 10) -> Path:
-    if folder.is_dir() and sum(1 for _ in folder.rglob("*.jpg")) == count:
+    if folder.is_dir() and sum(1 for _ in folder.rglob("*.jpg")) == count and len(list(folder.iterdir())) == classes:
         return folder
     from PIL import Image
     from sklearn.datasets import load_sample_images
@@ -65,47 +64,12 @@ def build_photos(folder: Path, count: int, width: int, height: int, classes: int
 
 
 # -- 2. decoders, one image at a time ----------------------------------------------------------------------------
-def decoders() -> dict:
-    import torchvision.io as tvio
-    from PIL import Image
-    from torchvision.transforms import v2
-
-    from frossl_lit.data.decode import Crop, decode_views, plan, resize_box
-
-    crop = v2.RandomResizedCrop(SIZE, scale=(0.08, 1.0), antialias=True)
-    to_tensor = v2.PILToTensor()
-    crops = [Crop(SIZE), Crop(SIZE)]
-
-    def pil_torchvision(data: bytes):
-        image = Image.open(io.BytesIO(data)).convert("RGB")
-        return [to_tensor(crop(image)) for _ in crops]
-
-    def torchvision_tensor(data: bytes):
-        image = tvio.decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8))
-        return [crop(image) for _ in crops]
-
-    def pil_draft(data: bytes):
-        image = Image.open(io.BytesIO(data))
-        width, height = image.size
-        factor, boxes = plan(width, height, crops)
-        image.draft("RGB", (-(-width // factor), -(-height // factor)))
-        pixels = torch.from_numpy(np.asarray(image.convert("RGB"))).permute(2, 0, 1)
-        return [resize_box(pixels, box, SIZE, factor) for box in boxes]
-
-    return {
-        "Pillow decode + torchvision v2 crop (ImageFolder)": pil_torchvision,
-        "torchvision decode_jpeg + v2 crop on tensors (before)": torchvision_tensor,
-        "Pillow draft (DCT reduction) + torch resize": pil_draft,
-        "crop-aware decode (frossl_lit.data.decode)": lambda data: decode_views(data, crops),
-    }
-
-
 def time_decoders(paths: list[Path], repeats: int = 3) -> dict[str, float]:
     torch.set_num_threads(1)
     datas = [p.read_bytes() for p in paths]
     best: dict[str, float] = {}
     for _ in range(repeats):  # interleaved, best of ``repeats``: the least disturbed pass of each
-        for name, decode in decoders().items():
+        for name, decode in decode_pipelines.decoders().items():
             random.seed(0)
             start = time.perf_counter()
             for data in datas:
@@ -116,36 +80,12 @@ def time_decoders(paths: list[Path], repeats: int = 3) -> dict[str, float]:
 
 
 # -- 3. loaders --------------------------------------------------------------------------------------------------
-class TorchvisionViews:
-    """``ImageFolder``'s transform: the same per-image pipeline applied once per view."""
-
-    def __init__(self, full_recipe: bool) -> None:
-        from torchvision.transforms import v2
-
-        steps = [v2.RandomResizedCrop(SIZE, scale=(0.08, 1.0), antialias=True), v2.PILToTensor()]
-        if full_recipe:  # the ImageNet recipe of conf/augment/imagenet.yaml, view 1 and view 2
-            colour = [v2.RandomHorizontalFlip(), v2.RandomApply([v2.ColorJitter(0.4, 0.4, 0.2, 0.1)], p=0.8), v2.RandomGrayscale(0.2)]
-            tail = [v2.ToDtype(torch.float32, scale=True), v2.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])]
-            blur = lambda p: v2.RandomApply([v2.GaussianBlur(23, (0.1, 2.0))], p=p)
-            self.views = [
-                v2.Compose([*steps, *colour, blur(1.0), *tail]),
-                v2.Compose([*steps, *colour, blur(0.1), v2.RandomSolarize(128, p=0.2), *tail]),
-            ]
-        else:
-            self.views = [v2.Compose(steps)] * 2
-
-    def __call__(self, image):
-        return [view(image) for view in self.views]
-
-
 def compose_datamodule(overrides: list[str]):
     """The DataModule ``python -m frossl_lit.train <overrides>`` would build (every override names data.root)."""
-    from hydra import compose, initialize_config_dir
-
+    from frossl_lit.config.compose import compose_train_config
     from frossl_lit.data import datamodule
 
-    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
-        return datamodule(compose("train", overrides=overrides).data)
+    return datamodule(compose_train_config(overrides, tempfile.gettempdir()).data)
 
 
 def images_per_second(loader, views=None, batches: int | None = None, warmup: int = 3, passes: int = 1) -> float:
@@ -168,15 +108,15 @@ def images_per_second(loader, views=None, batches: int | None = None, warmup: in
     return sorted(rates)[len(rates) // 2]
 
 
-def loader_rows(folder: Path, stream: Path, workers: int) -> list[tuple[str, float]]:
+def loader_rows(folder: Path, stream: Path, workers: int, batch: int) -> list[tuple[str, float]]:
     from torch.utils.data import DataLoader
     from torchvision.datasets import ImageFolder
 
     rows = []
-    common = [f"data.root={folder}", "data=folder", "augment=imagenet", "data.batch_size=64", f"data.num_workers={workers}", "seed=0"]
+    common = [f"data.root={folder}", "data=folder", "augment=imagenet", f"data.batch_size={batch}", f"data.num_workers={workers}", "seed=0"]
     for full in (False, True):
-        baseline = DataLoader(ImageFolder(str(folder), transform=TorchvisionViews(full)), batch_size=64, shuffle=True, num_workers=workers,
-                              persistent_workers=True, drop_last=True)
+        baseline = DataLoader(ImageFolder(str(folder), transform=decode_pipelines.TorchvisionViews(full)), batch_size=batch, shuffle=True, num_workers=workers,
+                              persistent_workers=workers > 0, drop_last=True)
         ours = compose_datamodule(common)
         streamed = compose_datamodule([*common, "data.format=litdata", f"data.stream={stream}"])
         label = "whole recipe, views ready" if full else "crops only (uint8)"
@@ -189,24 +129,24 @@ def loader_rows(folder: Path, stream: Path, workers: int) -> list[tuple[str, flo
 
 
 # -- 4. formats on CIFAR-10 ----------------------------------------------------------------------------------------
-def format_rows(cifar: Path, workers: int, scratch: Path) -> list[tuple[str, float]]:
+def format_rows(cifar: Path, workers: int, scratch: Path, batch: int) -> list[tuple[str, float]]:
     from PIL import Image
 
-    common = ["data=cifar10", f"data.root={cifar}", "data.holdout_fraction=0.1", f"data.num_workers={workers}", "seed=0"]
+    common = ["data=cifar10", f"data.root={cifar}", "data.holdout_fraction=0.1", f"data.batch_size={batch}", f"data.num_workers={workers}", "seed=0"]
     memory = compose_datamodule(common)
     memory.setup()
     folder = scratch / "cifar10-png"
     if not folder.is_dir():
-        for index, (image, label) in enumerate(zip(memory._train.images, memory._train.labels)):
+        for index, (image, label) in enumerate(zip(memory.train_set.images, memory.train_set.labels)):
             target = folder / f"class_{int(label)}"
             target.mkdir(parents=True, exist_ok=True)
             Image.fromarray(image.permute(1, 2, 0).numpy()).save(target / f"{index:05d}.png")
     stream = scratch / "cifar10-stream"
     if not stream.is_dir():
-        from frossl_lit.data.stream import write_stream
+        from frossl_lit.data.streams.writer import write_stream
 
         write_stream(memory, str(stream), progress=False)
-    as_folder = compose_datamodule(["data=folder", f"data.root={folder}", "augment=cifar10", "data.val_fraction=0.1", "data.batch_size=256",
+    as_folder = compose_datamodule(["data=folder", f"data.root={folder}", "augment=cifar10", "data.val_fraction=0.1", f"data.batch_size={batch}",
                                     f"data.num_workers={workers}", "seed=0"])
     streamed = compose_datamodule([*common, "data.format=litdata", f"data.stream={stream}"])
     rows = []
@@ -215,16 +155,20 @@ def format_rows(cifar: Path, workers: int, scratch: Path) -> list[tuple[str, flo
     return rows
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--images", type=int, default=2000)
-    parser.add_argument("--large", type=int, default=300, help="photos of 1000×750 for the decoder table (0: none)")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--cifar", default=None, help="a cifar-10-batches-py copy for the format table")
-    parser.add_argument("--scratch", default=str(REPO / "data" / "bench_decode"))
-    args = parser.parse_args()
-    scratch = Path(args.scratch)
-    photos = build_photos(scratch / "photos", args.images, 500, 375)
+def main(argv: list[str] | None = None) -> None:
+    cli = harness.parser(__spec__.name, __doc__, "experiments/results/decode.md")
+    cli.add_argument("--images", type=int, default=2000)
+    cli.add_argument("--classes", type=int, default=10, help="class folders of the photos (10%% held out: at least one each)")
+    cli.add_argument("--large", type=int, default=300, help="photos of 1000×750 for the decoder table (0: none)")
+    cli.add_argument("--workers", type=int, default=2)
+    cli.add_argument("--batch-size", type=int, default=64, help="the loaders' batch on the photos")
+    cli.add_argument("--cifar", default=None, help="a cifar-10-batches-py copy for the format table")
+    cli.add_argument("--cifar-batch-size", type=int, default=256, help="the loaders' batch on CIFAR-10")
+    cli.add_argument("--scratch", default="data/bench_decode", help="where the photos and streams are built (kept)")
+    smoke = {"images": 20, "classes": 2, "large": 0, "workers": 0, "batch_size": 4, "cifar_batch_size": 16, "scratch": f"{harness.SMOKE_DIR}/bench_decode"}
+    args = harness.parse(cli, argv, smoke=smoke)
+    scratch = harness.path(args.scratch)
+    photos = build_photos(scratch / "photos", args.images, 500, 375, args.classes)
     paths = sorted(photos.rglob("*.jpg"))
 
     decode_rows = [(f"500×375, {name}", ms) for name, ms in time_decoders(paths[:300]).items()]
@@ -234,19 +178,19 @@ def main() -> None:
 
     stream = scratch / f"photos-{args.images}-stream"
     if not stream.is_dir():
-        from frossl_lit.data.stream import write_stream
+        from frossl_lit.data.streams.writer import write_stream
 
         write_stream(compose_datamodule(["data=folder", f"data.root={photos}", "augment=imagenet", "data.val_fraction=0.1"]), str(stream),
                      progress=False)
-    rows = loader_rows(photos, stream, args.workers)
+    rows = loader_rows(photos, stream, args.workers, args.batch_size)
     if args.cifar:
-        rows += format_rows(Path(args.cifar), args.workers, scratch)
+        rows += format_rows(harness.path(args.cifar), args.workers, scratch, args.cifar_batch_size)
 
     base = {size: ms for (name, ms) in decode_rows for size in ("500×375", "1000×750") if name.startswith(size) and "ImageFolder" in name}
     lines = ["| decoder (2 views of RRC 224, one thread) | ms / image | × Pillow + torchvision |", "|---|---|---|"]
     for name, ms in decode_rows:
         lines.append(f"| {name} | {ms:.2f} | {base[name.split(',')[0]] / ms:.2f} |")
-    lines += ["", f"| loader ({args.workers} workers, batch 64, two views) | images / s | × torchvision |", "|---|---|---|"]
+    lines += ["", f"| loader ({args.workers} workers, batch {args.batch_size}, two views) | images / s | × torchvision |", "|---|---|---|"]
     reference = None
     for name, rate in rows:
         if name.startswith("torchvision"):
@@ -261,8 +205,7 @@ def main() -> None:
         "batches (crops only: the median of 3 epochs); "
         "'views ready' includes this project's batched colour augmentation in the main process on the same CPU."
     )
-    path = append_report("experiments/results/decode.md", "JPEG decoding and data formats", table, details)
-    print(f"\nrecorded in {path.relative_to(REPO)}")
+    harness.record(args, "JPEG decoding and data formats", table, details)
 
 
 if __name__ == "__main__":

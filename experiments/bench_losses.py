@@ -1,7 +1,6 @@
-#!/usr/bin/env python
 """The losses' own cost: forward + backward seconds of every loss on CPU.
 
-    python experiments/bench_losses.py [--batches 256 1024] [--dims 1024 2048 8192] [--views 2 4 8] [--queue 16384]
+    python -m experiments.bench_losses [--batches 256 1024] [--dims 1024 2048 8192] [--views 2 4 8] [--queue 16384]
 
 Random embeddings (N, D) per view with requires_grad, each loss called as training calls it (single process,
 float32), then ``backward()``; the median of at least 3 repetitions (more while under a second). VICReg and Barlow
@@ -11,22 +10,19 @@ are D×D, grown with D² · N. The paper's efficiency claim in numbers: the FroS
 SimCLR (every V) contrasts N·V anchors with N·V keys; MoCo v2+ (2 views) each query with a queue of ``--queue``
 keys per view (the targets' keys are inputs without gradient, as the EMA network's are); BYOL (every V, each view
 its own target) and SimSiam (2 views) are V·(V − 1) cosine similarities: the cost of a loss, not of the extra
-target or predictor network these methods run.
+target or predictor network these methods run. ``--smoke``: N = 32, D = 64, V = 2, a queue of 128.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
-import sys
 import time
 
 import torch
-from _results import REPO, append_report
 
-sys.path.insert(0, str(REPO / "src"))
-from frossl_lit.losses import (  # noqa: E402
+from experiments import harness
+from frossl_lit.losses import (
     barlow_twins_loss,
     byol_loss,
     frossl_loss,
@@ -75,15 +71,14 @@ def seconds(loss, n: int, dim: int, views: int) -> float:
     return statistics.median(times)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batches", type=int, nargs="*", default=[256, 1024])
-    parser.add_argument("--dims", type=int, nargs="*", default=[1024, 2048, 8192])
-    parser.add_argument("--views", type=int, nargs="*", default=[2, 4, 8])
-    parser.add_argument("--skip-mmcr-above", type=int, default=2048, help="MMCR's SVD of N×D: skip larger D (slow on CPU)")
-    parser.add_argument("--queue", type=int, default=16384, help="MoCo v2+'s queue: keys per view")
-    parser.add_argument("--out", default="experiments/results/loss_cost.md")
-    args = parser.parse_args()
+def main(argv: list[str] | None = None) -> None:
+    cli = harness.parser(__spec__.name, __doc__, "experiments/results/loss_cost.md")
+    cli.add_argument("--batches", type=int, nargs="*", default=[256, 1024])
+    cli.add_argument("--dims", type=int, nargs="*", default=[1024, 2048, 8192])
+    cli.add_argument("--views", type=int, nargs="*", default=[2, 4, 8])
+    cli.add_argument("--skip-mmcr-above", type=int, default=2048, help="MMCR's SVD of N×D: skip larger D (slow on CPU)")
+    cli.add_argument("--queue", type=int, default=16384, help="MoCo v2+'s queue: keys per view")
+    args = harness.parse(cli, argv, smoke={"batches": [32], "dims": [64], "views": [2], "queue": 128})
     QUEUE["size"] = args.queue
     torch.set_num_threads(len(os.sched_getaffinity(0)))
 
@@ -102,7 +97,7 @@ def main() -> None:
                 lines.append(f"| {n} | {dim} | {views} | " + " | ".join(cells) + f" | {ratio} |")
                 print(lines[-1], flush=True)
     table = "Forward + backward of the loss alone, float32, median milliseconds:\n\n" + "\n".join(lines)
-    append_report(args.out, f"loss cost, torch {torch.__version__}, CPU", table)
+    harness.record(args, f"loss cost, torch {torch.__version__}, CPU", table)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
-#!/usr/bin/env python
 """Where a training step's time goes, against the model alone: CPU step profile of the real training loop.
 
-    python experiments/bench_step.py --root data/cifar10 [--steps 30] [--backbones small_cnn resnet18]
+    python -m experiments.bench_step --root data/cifar10 [--steps 30] [--backbones small_cnn resnet18]
 
-For each backbone (the small CNN 32-64-128-256 and ResNet-18, CIFAR stem, both at 32 px) and each variant (eager,
+For each backbone (the small CNN 32-64-128-256 of the CIFAR small-CNN preset, experiment/base/cifar10_small_cnn.yaml,
+and ResNet-18, CIFAR stem, both at 32 px) and each variant (eager,
 channels-last, torch.compile, bf16 autocast + channels-last) it trains FroSSL on real CIFAR-10 with the default
 config and every default callback (online probe, spectrum, throughput, divergence guard, LR monitor, checkpoints;
 kNN and validation are left out of the steps and measured separately), and splits each step into: waiting for data
@@ -14,15 +14,14 @@ bare loop. The ratio full step / model alone is the overhead of the loop around 
 Then the share of an epoch's wall-clock spent in evaluation with the CIFAR defaults (kNN bank of
 ``callbacks.knn.bank_size`` images + the held-out queries, the probe's validation pass), from the measured
 throughputs: (kNN pass + validation pass) / (training epoch + kNN pass + validation pass) (goal ≤ 10%).
+``--smoke``: the small CNN alone, eager, 2 steps after 1 of warm-up, the smallest model.
 
 Make the CIFAR-10 copy first: python ../shared/tools/cifar10_from_jpg.py ../shared/data/cifar10-train-jpg.tar.gz data/cifar10
 """
 
 from __future__ import annotations
 
-import argparse
 import statistics
-import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -30,34 +29,19 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from _results import REPO, append_report
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import open_dict
 
-sys.path.insert(0, str(REPO / "src"))
-from frossl_lit.methods import Branches  # noqa: E402
-from frossl_lit.train import build  # noqa: E402
+from experiments import harness
+from frossl_lit.config.compose import compose_train_config
+from frossl_lit.methods import Branches
+from frossl_lit.train import build
 
 PARTS = ("data + loop", "augmentation", "forward", "loss", "backward", "optimizer step")
 VARIANTS = {"eager": [], "channels-last": ["model.channels_last=true"], "compiled": ["model.compile=true"],
             # bf16 autocast (the losses stay fp32): pays on CPUs with AVX512-BF16 or AMX, as on a GPU
             "bf16 + channels-last": ["trainer.precision=bf16-mixed", "model.channels_last=true"]}
-BACKBONES = {"small_cnn": ["backbone=small_cnn", "backbone.widths=[32,64,128,256]", "data.batch_size=256"],
-             "resnet18": ["backbone=resnet18", "backbone.cifar_stem=true", "data.batch_size=64"]}  # ~30 images/s here
-
-
-def compose_run(overrides: list[str], run_dir: Path):
-    GlobalHydra.instance().clear()
-    conf = REPO / "src" / "frossl_lit" / "conf"
-    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
-        cfg = compose("train", overrides=[*overrides, f"paths.output_dir={run_dir}"], return_hydra_config=True)
-    cfg.hydra.runtime.output_dir = cfg.hydra.runtime.cwd = str(run_dir)
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]
-    return cfg
+BACKBONES = {"small_cnn": ["experiment=base/cifar10_small_cnn", "data.batch_size=256"],
+             "resnet18": ["data=cifar10", "data.holdout_fraction=0.1", "backbone=resnet18", "backbone.cifar_stem=true",
+                          "data.batch_size=64", "trainer.enable_progress_bar=false"]}  # ResNet-18: ~30 images/s here
 
 
 class StepClock(L.Callback):
@@ -134,12 +118,11 @@ class StepEnd(L.Callback):
         self.clock.close_step()
 
 
-def full_loop(backbone: str, variant: str, root: str, steps: int, warmup: int) -> tuple[dict, int, object, object]:
+def full_loop(backbone: str, variant: str, root: str, steps: int, warmup: int, extra: list[str]) -> tuple[dict, int, object, object]:
     run_dir = Path(tempfile.mkdtemp())
-    cfg = compose_run([
-        "data=cifar10", f"data.root={root}", "data.holdout_fraction=0.1", *BACKBONES[backbone],
-        *VARIANTS[variant], "callbacks.knn=null", f"trainer.max_steps={steps + warmup}", "trainer.enable_progress_bar=false",
-        "+trainer.limit_val_batches=0", "callbacks.checkpoint_best=null",
+    cfg = compose_train_config([
+        *BACKBONES[backbone], f"data.root={root}", *VARIANTS[variant], "callbacks.knn=null", f"trainer.max_steps={steps + warmup}",
+        "+trainer.limit_val_batches=0", "callbacks.checkpoint_best=null", *extra,
     ], run_dir)
     datamodule, model, _, trainer = build(cfg)
     clock = StepClock(model, datamodule, warmup)
@@ -189,15 +172,15 @@ def evaluation_share(model, datamodule, step_seconds: float, bank_size: int) -> 
     return epoch, knn, validation
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--root", default="data/cifar10", help="folder holding cifar-10-batches-py/")
-    parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--backbones", nargs="*", default=list(BACKBONES))
-    parser.add_argument("--variants", nargs="*", default=list(VARIANTS))
-    parser.add_argument("--out", default="experiments/results/step_profile.md")
-    args = parser.parse_args()
+def main(argv: list[str] | None = None) -> None:
+    cli = harness.parser(__spec__.name, __doc__, "experiments/results/step_profile.md", training=True)
+    cli.add_argument("--root", default="data/cifar10", help="folder holding cifar-10-batches-py/")
+    cli.add_argument("--steps", type=int, default=30)
+    cli.add_argument("--warmup", type=int, default=5)
+    cli.add_argument("--backbones", nargs="*", default=list(BACKBONES))
+    cli.add_argument("--variants", nargs="*", default=list(VARIANTS))
+    smoke = {"steps": 2, "warmup": 1, "backbones": ["small_cnn"], "variants": ["eager"]}
+    args = harness.parse(cli, argv, smoke=smoke, smoke_extra=harness.SMOKE_TRAIN)
     torch.set_num_threads(len(__import__("os").sched_getaffinity(0)))
 
     rows, shares = [], []
@@ -205,7 +188,7 @@ def main() -> None:
         for variant in args.variants:
             steps = args.steps if backbone == "small_cnn" else max(3, args.steps // 10)
             warmup = (args.warmup if backbone == "small_cnn" else 2) + (2 if variant == "compiled" else 0)
-            parts, batch, model, datamodule = full_loop(backbone, variant, args.root, steps, warmup)
+            parts, batch, model, datamodule = full_loop(backbone, variant, harness.path(args.root), steps, warmup, args.extra)
             alone = model_alone(model, datamodule, steps, warmup, bf16="bf16" in variant)
             rows.append((backbone, variant, batch, parts, alone))
             print(f"{backbone} {variant}: step {parts['step'] * 1000:.0f} ms, model alone {alone * 1000:.0f} ms", flush=True)
@@ -225,7 +208,7 @@ def main() -> None:
     table += ("\n\nEvaluation per epoch with the CIFAR defaults (45k training images, kNN bank 10k stratified, 5k held-out "
               "queries; the probe scores one pass over the held-out images):\n\n" + "\n".join(eval_lines))
     print(table)
-    append_report(args.out, f"step profile, torch {torch.__version__}, CPU", table)
+    harness.record(args, f"step profile, torch {torch.__version__}, CPU", table)
 
 
 if __name__ == "__main__":

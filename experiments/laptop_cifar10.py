@@ -1,54 +1,33 @@
-#!/usr/bin/env python
 """The laptop preset on real CIFAR-10: kNN top-1 against wall-clock seconds, FroSSL beside VICReg and Barlow Twins.
 
-    python experiments/laptop_cifar10.py --root data/cifar10 [--methods frossl vicreg barlow_twins]
+    python -m experiments.laptop_cifar10 --root data/cifar10 [--methods frossl vicreg barlow_twins]
 
 Each method runs ``python -m frossl_lit.train experiment=M_cifar10_laptop data.root=ROOT`` (the same laptop setting,
 experiment/base/cifar10_laptop.yaml, with FroSSL's tuned λ or VICReg's / Barlow Twins' own weights) alone on
 the machine (one after another) and the script records, from the run's metrics.csv, kNN top-1 on the 10% held-out
 split after every epoch against the seconds since the run started (training + every kNN pass, the one before the
 first step included), and the whole command's wall-clock (startup, data loading and the final summary included).
-Writes a table, the curves (JSON; a method run again replaces its own curve) and a PNG into experiments/results/.
+Writes a table, the curves (JSON; a method run again replaces its own curve) and a PNG into experiments/results/
+(beside ``--out``: ``<out>_curves.json``, ``<out>.png``). ``--smoke``: FroSSL alone, one epoch of the smallest
+model in fp32, eager.
 
 Make the CIFAR-10 copy first: python ../shared/tools/cifar10_from_jpg.py ../shared/data/cifar10-train-jpg.tar.gz data/cifar10
 """
 
 from __future__ import annotations
 
-import argparse
-import csv
 import json
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-from _results import REPO, append_report
-
-sys.path.insert(0, str(REPO / "src"))
-from frossl_lit.config.resolvers import cpu_has_native_bf16  # noqa: E402
+from experiments import harness
+from frossl_lit.config.resolvers import cpu_has_native_bf16
 
 TARGET = 0.65
-
-
-def curve(run_dir: Path) -> list[tuple[float, float]]:
-    """(seconds since training started, kNN top-1): the value before the first step at 0 s."""
-    with open(run_dir / "csv" / "metrics.csv") as handle:
-        rows = [row for row in csv.DictReader(handle) if row.get("val/knn_top1")]
-    points = [(0.0, float(rows[0]["val/knn_top1"]))]
-    for row in rows[1:]:
-        if row.get("val/knn_train_seconds"):
-            points.append((float(row["val/knn_train_seconds"]) + float(row["val/knn_eval_seconds"]), float(row["val/knn_top1"])))
-    return points
+SMOKE = [*harness.SMOKE_TRAIN, "schedule.max_epochs=1", "model.compile=false", "model.channels_last=false", "trainer.precision=32-true"]
 
 
 def plot(curves: dict[str, list], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = harness.pyplot()
     figure, axis = plt.subplots(figsize=(6, 4))
     for name, points in curves.items():
         seconds, top1 = zip(*points)
@@ -60,42 +39,38 @@ def plot(curves: dict[str, list], path: Path) -> None:
     axis.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=120)
+    plt.close(figure)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--root", default="data/cifar10", help="folder holding cifar-10-batches-py/")
-    parser.add_argument("--methods", nargs="*", default=["frossl", "vicreg", "barlow_twins"])
-    parser.add_argument("--extra", nargs="*", default=[], help="extra Hydra overrides for every run")
-    parser.add_argument("--out-dir", default="outputs/laptop_cifar10")
-    args = parser.parse_args()
+def main(argv: list[str] | None = None) -> None:
+    cli = harness.parser(__spec__.name, __doc__, "experiments/results/laptop_cifar10.md", training=True, runs=True)
+    cli.add_argument("--root", default="data/cifar10", help="folder holding cifar-10-batches-py/")
+    cli.add_argument("--methods", nargs="*", default=["frossl", "vicreg", "barlow_twins"])
+    args = harness.parse(cli, argv, smoke={"methods": ["frossl"]}, smoke_extra=SMOKE)
 
     bank = "?"
     curves, lines = {}, ["| method | kNN before | kNN at the end | epochs | wall-clock of the command (s) | first reaches 0.65 at (s) |", "|---|---|---|---|---|---|"]
     for method in args.methods:
-        run_dir = REPO / args.out_dir / f"{time.strftime('%Y%m%d-%H%M%S')}_{method}"
-        command = [sys.executable, "-m", "frossl_lit.train", f"experiment={method}_cifar10_laptop", f"data.root={args.root}",
-                   f"hydra.run.dir={run_dir}", *args.extra]
-        started = time.perf_counter()
-        subprocess.run(command, cwd=REPO, check=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
-        wall = time.perf_counter() - started
-        summary = json.loads((run_dir / "summary.json").read_text())
+        run_dir = f"{args.runs_dir}/{args.stamp}_{method}"
+        summary = harness.train(method, [f"experiment={method}_cifar10_laptop", f"data.root={args.root}", *args.extra], run_dir)
+        if summary is None:
+            continue
         bank = summary.get("knn_bank_size", bank)
-        curves[method] = points = curve(run_dir)
+        # (seconds since training started, kNN top-1): training + every kNN pass, the one before the first step at 0 s
+        curves[method] = points = [(s, top1) for _, top1, s in harness.knn_curve(run_dir, ("val/knn_train_seconds", "val/knn_eval_seconds"))]
         reached = next((f"{s:.0f}" for s, top1 in points if top1 >= TARGET), "never")
-        lines.append(f"| {method} | {points[0][1]:.3f} | {summary['knn_top1']:.3f} | {summary['epochs']} | {wall:.0f} | {reached} |")
+        lines.append(f"| {method} | {points[0][1]:.3f} | {summary['knn_top1']:.3f} | {summary['epochs']} | {summary.get('command_seconds', 0):.0f} | {reached} |")
         print(lines[-1], flush=True)
-    results = REPO / "experiments" / "results"
-    stored = results / "laptop_cifar10_curves.json"
+    stem = args.out.removesuffix(".md")
+    stored = harness.path(f"{stem}_curves.json", output=True)
     curves = {**(json.loads(stored.read_text()) if stored.is_file() else {}), **curves}  # other methods' curves stay
     stored.write_text(json.dumps(curves, indent=1) + "\n")
-    plot(curves, results / "laptop_cifar10.png")
-    details = ("Curves (seconds since training started, kNN top-1): `experiments/results/laptop_cifar10_curves.json`; "
-               "plot: `experiments/results/laptop_cifar10.png`. kNN: k = 20, T = 0.07, backbone features, a bank of "
-               f"{bank} of the 45k training images, the 5k held-out images as queries. This CPU "
-               + ("has native bf16: bf16-mixed, eager, 8 epochs." if cpu_has_native_bf16() else
-                  "has no native bf16: fp32, torch.compile, 5 epochs."))
-    append_report("experiments/results/laptop_cifar10.md", "laptop presets (experiment=<method>_cifar10_laptop)", "\n".join(lines), details)
+    plot(curves, harness.path(f"{stem}.png"))
+    details = (f"Curves (seconds since training started, kNN top-1): `{stem}_curves.json`; plot: `{stem}.png`. kNN: k = 20, "
+               f"T = 0.07, backbone features, a bank of {bank} of the 45k training images, the 5k held-out images as "
+               "queries. This CPU " + ("has native bf16: bf16-mixed, eager, 8 epochs." if cpu_has_native_bf16() else
+                                       "has no native bf16: fp32, torch.compile, 5 epochs."))
+    harness.record(args, "laptop presets (experiment=<method>_cifar10_laptop)", "\n".join(lines), details)
 
 
 if __name__ == "__main__":

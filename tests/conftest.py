@@ -16,11 +16,10 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import open_dict
 from PIL import Image
 
 import frossl_lit
+from frossl_lit.config.compose import compose_train_config
 
 CONF_DIR = Path(frossl_lit.__file__).parent / "conf"
 
@@ -42,20 +41,9 @@ WITH_LABELFREE = [o for o in TINY if o != "callbacks.labelfree=null"]
 
 
 def compose_config(overrides: list[str], output_dir: Path):
-    """Compose conf/train.yaml as the CLI would, with hydra's runtime fields set for interpolation."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(
-            "train",
-            overrides=[*overrides, f"paths.output_dir={output_dir}", f"paths.data_dir={output_dir}/data"],
-            return_hydra_config=True,
-        )
-    cfg.hydra.runtime.output_dir = str(output_dir)
-    cfg.hydra.runtime.cwd = str(output_dir)
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):  # the CLI's job config carries no `hydra` node either
-        del cfg["hydra"]
-    return cfg
+    """Compose conf/train.yaml as the CLI would, with hydra's runtime fields set for interpolation (data under
+    ``output_dir/data``)."""
+    return compose_train_config(overrides, output_dir, data_dir=f"{output_dir}/data")
 
 
 def run_cli(args: list[str], cwd: Path, env: dict | None = None, timeout: int = 300, module: str = "frossl_lit.train") -> subprocess.CompletedProcess:
@@ -206,7 +194,7 @@ def tiny_method(method_cls=None, **kwargs):
     from frossl_lit.models import Projector, SmallCNN
 
     return (method_cls or FroSSL)(
-        backbone=SmallCNN([8, 16]),
+        backbone=kwargs.pop("backbone", None) or SmallCNN([8, 16]),
         projector=functools.partial(Projector, hidden_dims=[32], out_dim=16),
         optimizer=functools.partial(torch.optim.AdamW, lr=1e-3),
         **kwargs,

@@ -7,6 +7,7 @@ import torch
 
 from frossl_lit.callbacks import KNNEvaluation
 from frossl_lit.evaluation import extract_features, knn_predict
+from frossl_lit.runtime.errors import UserError
 from tests.conftest import tiny_digits, tiny_fit
 
 
@@ -34,9 +35,14 @@ def test_state_keeps_figures_and_the_training_clock():
     assert state["train_seconds"] == pytest.approx(12.5)
 
 
-@pytest.mark.parametrize("kwargs", [{"k": 0}, {"temperature": 0.0}, {"every_n_epochs": 0}])
-def test_bad_settings_are_refused(kwargs):
-    with pytest.raises(ValueError, match="knn: need"):
+@pytest.mark.parametrize("kwargs,message", [
+    ({"k": 0}, r"^callbacks\.knn\.k=0 must be a positive number of neighbours; e\.g\. callbacks\.knn\.k=20$"),
+    ({"temperature": 0.0}, r"^callbacks\.knn\.temperature=0\.0 must be > 0"),
+    ({"every_n_epochs": 0}, r"^callbacks\.knn\.every_n_epochs=0 must be >= 1"),
+    ({"bank_size": 0}, r"^callbacks\.knn\.bank_size=0 must be a positive number of images or null"),
+])
+def test_bad_settings_are_refused_naming_their_key(kwargs, message):
+    with pytest.raises(UserError, match=message):
         KNNEvaluation(**kwargs)
 
 
@@ -48,5 +54,5 @@ def test_a_bank_size_takes_the_same_stratified_subset_and_the_summary_says_how_l
     labels = datamodule.bank_dataloader(200).dataset.labels
     assert torch.bincount(labels, minlength=10).min() >= 19  # every class in proportion (~20 each)
     assert torch.equal(labels, datamodule.bank_dataloader(200).dataset.labels)
-    with pytest.raises(ValueError, match="bank_size >= k"):
+    with pytest.raises(UserError, match=r"^callbacks\.knn\.k=20 is more than callbacks\.knn\.bank_size=10"):
         KNNEvaluation(k=20, bank_size=10)

@@ -10,7 +10,7 @@ import lightning as L
 from frossl_lit.callbacks.schedule import ScheduledEvaluation
 from frossl_lit.evaluation import knn_predict, model_features, top_k_metrics
 from frossl_lit.runtime.distributed import gather_rows
-from frossl_lit.runtime.errors import UserError
+from frossl_lit.runtime.errors import UserError, number, positive_int, require
 
 
 class KNNEvaluation(ScheduledEvaluation):
@@ -30,11 +30,15 @@ class KNNEvaluation(ScheduledEvaluation):
     def __init__(
         self, k: int = 20, temperature: float = 0.07, every_n_epochs: int = 1, at_start: bool = True, bank_size: int | None = None
     ) -> None:
-        if k < 1 or temperature <= 0 or every_n_epochs < 1 or (bank_size is not None and bank_size < k):
-            raise ValueError(
-                f"knn: need k >= 1, temperature > 0, every_n_epochs >= 1 and bank_size >= k or null "
-                f"(got {k}, {temperature}, {every_n_epochs}, {bank_size})"
-            )
+        require("callbacks.knn.k", k, positive_int, "must be a positive number of neighbours", "e.g. callbacks.knn.k=20")
+        require("callbacks.knn.temperature", temperature, lambda v: number(v) and v > 0, "must be > 0",
+                "e.g. callbacks.knn.temperature=0.07")
+        require("callbacks.knn.every_n_epochs", every_n_epochs, positive_int, "must be >= 1",
+                "e.g. callbacks.knn.every_n_epochs=1 (or callbacks.knn=null)")
+        require("callbacks.knn.bank_size", bank_size, lambda v: v is None or positive_int(v),
+                "must be a positive number of images or null (all of them)", "e.g. callbacks.knn.bank_size=10000")
+        require("callbacks.knn.k", k, lambda v: bank_size is None or v <= bank_size,
+                f"is more than callbacks.knn.bank_size={bank_size}, the images in the kNN bank", "e.g. callbacks.knn.k=20")
         self.k, self.temperature, self.every_n_epochs, self.at_start = k, temperature, every_n_epochs, at_start
         self.bank_size = bank_size
         self.bank_used: int | None = None  # images in the bank, as used

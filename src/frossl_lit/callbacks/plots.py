@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 
 from frossl_lit.runtime.fileio import atomic_write_with
+from frossl_lit.runtime.loggers import read_metrics
 
 CURVES = ("train/loss", "val/probe_top1", "val/knn_top1", "train/effective_rank")
 
@@ -21,15 +21,13 @@ def plot_run(run_dir: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     written = []
-    metrics = run_dir / "csv" / "metrics.csv"
-    if metrics.is_file():
-        with open(metrics) as handle:
-            rows = list(csv.DictReader(handle))
-        present = [name for name in CURVES if any(row.get(name) for row in rows)]
+    rows = read_metrics(run_dir)
+    if rows:
+        present = [name for name in CURVES if any(name in row for row in rows)]
         if present:
             figure, axes = plt.subplots(1, len(present), figsize=(4 * len(present), 3.2), squeeze=False)
             for axis, name in zip(axes[0], present):
-                points = [(int(row["step"]), float(row[name])) for row in rows if row.get(name)]
+                points = [(row["step"], row[name]) for row in rows if name in row]
                 axis.plot(*zip(*points), marker="." if len(points) < 50 else None)
                 axis.set_title(name)
                 axis.set_xlabel("step")
