@@ -16,7 +16,7 @@ import pytest
 import torch
 import yaml
 
-from tests.conftest import run_cli, tiny_digits
+from tests.conftest import WITH_LABELFREE, run_cli, tiny_digits
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -89,8 +89,8 @@ def test_an_optuna_sweep_maximises_a_label_free_metric(tmp_path):
     sweep = tmp_path / "sweep"
     result = run_cli([
         "-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=2", "hydra.sweeper.direction=maximize",
-        "hydra.sweeper.sampler.seed=0", f"hydra.sweep.dir={sweep}", "optimized_metric=rankme",
-        "schedule.max_epochs=1", "callbacks.knn=null", "callbacks.plots=null", "callbacks.checkpoint_best=null",
+        "hydra.sweeper.sampler.seed=0", f"hydra.sweep.dir={sweep}", "optimized_metric=rankme", *WITH_LABELFREE,
+        "schedule.max_epochs=1", "trainer.max_steps=4", "callbacks.knn=null", "callbacks.plots=null", "callbacks.checkpoint_best=null",
         "callbacks.checkpoint_last=null", "trainer.enable_progress_bar=false",
         "method.invariance_weight=tag(log, interval(0.1, 4.0))",
     ], cwd=tmp_path, timeout=300)

@@ -25,8 +25,8 @@ PRESETS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 # shrink what the presets set for GPUs: tiny data in the real formats, CPU, fp32, small widths, a few steps
 SMOKE = [
     "trainer.accelerator=cpu", "trainer.devices=1", "trainer.num_nodes=1", "trainer.precision=32-true", "trainer.strategy=auto",
-    "trainer.sync_batchnorm=false", "trainer.max_steps=2", "trainer.enable_progress_bar=false",
-    "method.projector.hidden_dims=[64]", "method.projector.out_dim=32", "data.batch_size=4", "data.eval_batch_size=8",
+    "trainer.sync_batchnorm=false", "trainer.max_steps=1", "trainer.enable_progress_bar=false",
+    "method.projector.hidden_dims=[64]", "method.projector.out_dim=32", "data.batch_size=2", "data.eval_batch_size=8",
     "data.num_workers=0", "callbacks.spectrum.every_n_steps=1", "model.compile=false", "model.channels_last=false",
     # a ResNet's checkpoints, plots and kNN passes are most of a smoke run; test_resume.py and test_train.py cover them
     "callbacks.checkpoint_best=null", "callbacks.checkpoint_last=null", "+trainer.enable_checkpointing=false",
@@ -57,8 +57,8 @@ def test_every_experiment_preset_trains_with_its_own_values(preset, tmp_path):
     if published.preset.get("source"):  # the published settings all use LARS or SGD at lr × batch / 256
         assert cfg.schedule.optimizer._target_ in ("timm.optim.Lars", "torch.optim.SGD") and cfg.schedule.lr_reference_batch == 256
     summary = train(cfg)
-    assert summary["global_step"] == 2 and summary["method"] == method and summary["data"] == dataset
-    # what trained is the preset's: method weights, views, backbone, optimizer (lr scaled by batch 4 / 256)
+    assert summary["global_step"] == 1 and summary["method"] == method and summary["data"] == dataset
+    # what trained is the preset's: method weights, views, backbone, optimizer (lr scaled by batch 2 / 256)
     trained = Seen.last
     for key, value in published.method.items():
         if key not in ("_target_", "projector", "predictor"):
@@ -66,7 +66,7 @@ def test_every_experiment_preset_trains_with_its_own_values(preset, tmp_path):
     assert trained["views"] == published.augment.num_views + published.augment.small_views
     assert trained["backbone"] == ("SmallCNN" if "SmallCNN" in published.backbone._target_ else "ResNet")
     optimizer = published.schedule.optimizer
-    scale = 4 / published.schedule.lr_reference_batch if published.schedule.get("lr_reference_batch") else 1.0
+    scale = 2 / published.schedule.lr_reference_batch if published.schedule.get("lr_reference_batch") else 1.0
     for group in trained["groups"]:  # weights (and a static-lr predictor's), then biases + norms unless they decay too
         no_decay = group["weight_decay"] == 0.0
         lr_scale = published.schedule.get("no_decay_lr_scale", 1.0) if no_decay else 1.0

@@ -63,7 +63,7 @@ CONSTRUCTED = [
     (["callbacks.knn.k=100000"], r"^callbacks\.knn\.k=100000 is more than callbacks\.knn\.bank_size=10000, the images in the kNN bank"),
     (["augment.recipes.0.scale=[0.5,0.2]"], r"^augment\.recipes\.0\.scale=\[0\.5, 0\.2\] must be \[min, max\]"),
     (["augment.recipes.0.jitter_prob=1.5"], r"^augment\.recipes\.0\.jitter_prob=1\.5 is a probability: .*; e\.g\. augment\.recipes\.0\.jitter_prob=0\.5$"),
-    (["augment=cifar10_asymmetric", "augment.recipes.1.hue=0.7"], r"^augment\.recipes\.1\.hue=0\.7 must lie in \[0, 0\.5\]"),
+    (["augment=cifar10_asymmetric", "augment.recipes.1.solarize_prob=-0.1"], r"^augment\.recipes\.1\.solarize_prob=-0\.1 is a probability"),
     (["augment=imagenet_multicrop", "augment.small_recipe.size=0"], r"^augment\.small_recipe\.size=0 must be a positive number of pixels"),
     (["method.invariance_weight=-1"], r"^method\.invariance_weight=-1 must be >= 0; e\.g\. method\.invariance_weight=1\.0$"),
     (["method=vicreg", "method.invariance_weight=-1"], r"^method\.invariance_weight=-1 must be >= 0"),

@@ -63,7 +63,7 @@ class SSLMethod(OptimizerSetup, L.LightningModule):
     # (min, max) total views (augment.num_views + augment.small_views) the loss takes; max None: no limit.
     # Checked on the config before the run starts (frossl_lit.config.checks).
     views_supported: tuple[int, int | None] = (2, None)
-    # a method whose loss reads Branches.predictions (checked on the config: method.predictor must not be null)
+    # a method whose loss reads Branches.predictions: __init__ refuses method.predictor=null
     requires_predictor = False
 
     def __init__(
