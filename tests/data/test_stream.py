@@ -145,7 +145,7 @@ def _rank_epoch(rank: int, port: int, out: str, queue) -> None:
 
 def test_each_ddp_rank_reads_a_disjoint_equal_share_of_an_epoch(tmp_path):
     _index_stream(tmp_path / "stream", 200)
-    context = multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("fork")  # the children inherit the imports: no 12 s re-import each
     queue, port = context.Queue(), free_port()
     processes = [context.Process(target=_rank_epoch, args=(rank, port, str(tmp_path / "stream"), queue)) for rank in range(2)]
     for process in processes:

@@ -89,6 +89,9 @@ def test_any_other_error_propagates(error):
     with pytest.raises(error):
         with exits_on_user_error():
             raise error("a bug, not the user's to fix")
-    loader = DataLoader(Unreadable(error), batch_size=2, num_workers=1)
-    with pytest.raises(error), exits_on_user_error():
-        next(iter(loader))
+    batches = iter(DataLoader(Unreadable(error), batch_size=2, num_workers=1))
+    try:
+        with pytest.raises(error), exits_on_user_error():
+            next(batches)
+    finally:  # the raised error holds the iterator: left to the collector, its shutdown waits out a 5 s join
+        batches._shutdown_workers()
