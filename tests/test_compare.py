@@ -3,6 +3,7 @@ metric, and a study killed halfway that continues to the same report."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import os
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from hydra.core.global_hydra import GlobalHydra
 
 from tests.conftest import WITH_LABELFREE, run_cli, tiny_digits
 
@@ -47,31 +49,49 @@ def _compare(args: list[str], cwd: Path, **kwargs) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
 
 
-def test_a_study_dir_of_another_setting_is_refused_and_the_advice_works(tmp_path):
+def compare_here(args: list[str], monkeypatch, capsys, command: str = "compare") -> tuple[int, str]:
+    """``python -m frossl_lit.<command> <args>`` in this process (its argv, its exit status, its stderr), without
+    a new interpreter's imports; the real process is tested in test_bad_inputs.py."""
+    main = importlib.import_module(f"frossl_lit.{command}").main
+    monkeypatch.setattr(sys, "argv", [f"frossl_lit.{command}", *args])
+    GlobalHydra.instance().clear()
+    try:
+        main()
+        status = 0
+    except SystemExit as stop:
+        status = stop.code or 0
+    finally:
+        GlobalHydra.instance().clear()
+    return status, capsys.readouterr().err
+
+
+def test_a_study_dir_of_another_setting_is_refused_and_the_advice_works(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
     study = tmp_path / "study"
-    first = run_cli([*STUDY, f"dir={study}", "phases=[]"], cwd=tmp_path, module="frossl_lit.compare")
-    assert first.returncode == 0, first.stderr
-    other = run_cli([*STUDY, f"dir={study}", "phases=[]", "study.tune.seed=1"], cwd=tmp_path, module="frossl_lit.compare")
-    assert other.returncode == 2
-    assert "study.tune.seed was 0, not 1" in other.stderr and "new directory" in other.stderr
-    assert "Traceback" not in other.stderr
-    advised = run_cli([*STUDY, f"dir={tmp_path / 'new'}", "phases=[]", "study.tune.seed=1"], cwd=tmp_path, module="frossl_lit.compare")
-    assert advised.returncode == 0, advised.stderr
-    more = run_cli([*STUDY, f"dir={study}", "phases=[]", "study.tune.trials=3"], cwd=tmp_path, module="frossl_lit.compare")
-    assert more.returncode == 0, more.stderr  # more trials extend a study
+    status, err = compare_here([*STUDY, f"dir={study}", "phases=[]"], monkeypatch, capsys)
+    assert status == 0, err
+    status, err = compare_here([*STUDY, f"dir={study}", "phases=[]", "study.tune.seed=1"], monkeypatch, capsys)
+    assert status == 2
+    assert "study.tune.seed was 0, not 1" in err and "new directory" in err
+    assert "Traceback" not in err
+    status, err = compare_here([*STUDY, f"dir={tmp_path / 'new'}", "phases=[]", "study.tune.seed=1"], monkeypatch, capsys)
+    assert status == 0, err
+    status, err = compare_here([*STUDY, f"dir={study}", "phases=[]", "study.tune.trials=3"], monkeypatch, capsys)
+    assert status == 0, err  # more trials extend a study
 
 
-def test_a_study_another_compare_process_holds_is_refused_until_it_lets_go(tmp_path):
+def test_a_study_another_compare_process_holds_is_refused_until_it_lets_go(tmp_path, monkeypatch, capsys):
     import fcntl
 
+    monkeypatch.chdir(tmp_path)
     study = tmp_path / "study"
     study.mkdir()
     with open(study / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a running compare holds it
-        busy = run_cli([*STUDY, f"dir={study}", "phases=[]"], cwd=tmp_path, module="frossl_lit.compare")
-    assert busy.returncode == 2 and "another compare process is running this study" in busy.stderr
-    free = run_cli([*STUDY, f"dir={study}", "phases=[]"], cwd=tmp_path, module="frossl_lit.compare")
-    assert free.returncode == 0, free.stderr
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a running compare holds it (another open file: refused)
+        status, err = compare_here([*STUDY, f"dir={study}", "phases=[]"], monkeypatch, capsys)
+    assert status == 2 and "another compare process is running this study" in err
+    status, err = compare_here([*STUDY, f"dir={study}", "phases=[]"], monkeypatch, capsys)
+    assert status == 0, err
 
 
 @pytest.mark.parametrize("bad, says", [
@@ -79,22 +99,24 @@ def test_a_study_another_compare_process_holds_is_refused_until_it_lets_go(tmp_p
     ("study.final.seeds=[1,1]", "must be distinct whole numbers"),
     ("phases=[tunes]", "['tunes'] unknown"),
 ])
-def test_bad_study_values_get_one_line(bad, says, tmp_path):
-    result = run_cli([*STUDY, f"dir={tmp_path / 's'}", bad], cwd=tmp_path, module="frossl_lit.compare")
-    assert result.returncode == 2 and says in result.stderr and "Traceback" not in result.stderr
+def test_bad_study_values_get_one_line(bad, says, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    status, err = compare_here([*STUDY, f"dir={tmp_path / 's'}", bad], monkeypatch, capsys)
+    assert status == 2 and says in err and "Traceback" not in err
 
 
-def test_an_optuna_sweep_maximises_a_label_free_metric(tmp_path):
+def test_an_optuna_sweep_maximises_a_label_free_metric(tmp_path, monkeypatch, capsys):
     """``optimized_metric=rankme`` through Hydra's Optuna sweeper: the best trial is the one with the largest RankMe."""
+    monkeypatch.chdir(tmp_path)
     sweep = tmp_path / "sweep"
-    result = run_cli([
+    status, err = compare_here([
         "-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=2", "hydra.sweeper.direction=maximize",
         "hydra.sweeper.sampler.seed=0", f"hydra.sweep.dir={sweep}", "optimized_metric=rankme", *WITH_LABELFREE,
         "schedule.max_epochs=1", "trainer.max_steps=4", "callbacks.knn=null", "callbacks.plots=null", "callbacks.checkpoint_best=null",
         "callbacks.checkpoint_last=null", "trainer.enable_progress_bar=false",
         "method.invariance_weight=tag(log, interval(0.1, 4.0))",
-    ], cwd=tmp_path, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
+    ], monkeypatch, capsys, command="train")
+    assert status == 0, err[-3000:]
     rankmes = [json.loads(p.read_text())["rankme"] for p in sorted(sweep.glob("*/summary.json"))]
     assert len(rankmes) == 2 and all(r > 1 for r in rankmes)
     best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())

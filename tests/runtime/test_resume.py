@@ -20,6 +20,9 @@ from tests.conftest import REPO, TINY, compose_config
 
 # 2 epochs of 22 steps (digits at batch 64), a checkpoint after every step, every step logged
 RUN = [*TINY, "trainer.max_epochs=2", "callbacks.checkpoint_steps.every_n_steps=1", "trainer.log_every_n_steps=1", "callbacks.spectrum.every_n_steps=5"]
+# the same at batch 128: 2 epochs of 11 steps, stopped after step 16 (mid-epoch 2); a checkpoint per step costs
+SHORT = [o if o != "data.batch_size=64" else "data.batch_size=128" for o in RUN]
+STEPS, STOP = 2 * (1437 // 128), 16
 
 
 class Crash(RuntimeError):
@@ -61,18 +64,18 @@ def _logged(run_dir, metric):
 def test_stopping_mid_epoch_and_resuming_gives_the_same_weights_and_every_logged_step(callbacks, tmp_path):
     # "all": every default callback, the label-free figures included
     extra = ["callbacks.knn=null", "callbacks.probe=null", "callbacks.checkpoint_best=null"] if callbacks != "all" else []
-    run = RUN if callbacks != "all" else [o for o in RUN if o != "callbacks.labelfree=null"]
+    run = SHORT if callbacks != "all" else [o for o in SHORT if o != "callbacks.labelfree=null"]
     whole = train(compose_config([*run, *extra], tmp_path / "whole"))
 
-    # the first segment dies after step 31 (mid-epoch 2), as a kill after that step's checkpoint would leave it
-    first = compose_config([*run, *extra, "+callbacks.crash._target_=tests.runtime.test_resume.CrashAfter", "+callbacks.crash.step=31"], tmp_path / "first")
+    # the first segment dies after step 16 (mid-epoch 2), as a kill after that step's checkpoint would leave it
+    first = compose_config([*run, *extra, "+callbacks.crash._target_=tests.runtime.test_resume.CrashAfter", f"+callbacks.crash.step={STOP}"], tmp_path / "first")
     with pytest.raises(Crash):
         train(first)
     last = tmp_path / "first" / "checkpoints" / "last.ckpt"
-    assert torch.load(last, weights_only=False, map_location="cpu")["global_step"] == 31
+    assert torch.load(last, weights_only=False, map_location="cpu")["global_step"] == STOP
     resumed = train(compose_config([*run, *extra, f"ckpt_path={last}"], tmp_path / "resumed"))
 
-    assert resumed["global_step"] == whole["global_step"] == 44
+    assert resumed["global_step"] == whole["global_step"] == STEPS
     _assert_same_weights(_weights(tmp_path / "whole" / "checkpoints" / "last.ckpt"), _weights(tmp_path / "resumed" / "checkpoints" / "last.ckpt"))
     if callbacks == "all":
         assert resumed["knn_top1"] == whole["knn_top1"] and resumed["probe_top1"] == whole["probe_top1"]
@@ -81,7 +84,7 @@ def test_stopping_mid_epoch_and_resuming_gives_the_same_weights_and_every_logged
         clock = _logged(tmp_path / "resumed", "val/knn_train_seconds")
         assert len(clock) == 2 and 0 < clock[0] < clock[1], clock
     # the resumed run's metrics.csv holds every step of the run, each once
-    assert _logged_steps(tmp_path / "resumed") == _logged_steps(tmp_path / "whole") == list(range(44))
+    assert _logged_steps(tmp_path / "resumed") == _logged_steps(tmp_path / "whole") == list(range(STEPS))
     # the spectrum history and the wall-clock cover both segments
     np.testing.assert_array_equal(np.load(tmp_path / "resumed" / "spectrum.npz")["steps"], np.load(tmp_path / "whole" / "spectrum.npz")["steps"])
     first_seconds = torch.load(last, weights_only=False, map_location="cpu")["training_seconds"]
@@ -113,14 +116,14 @@ def _assert_same(a, b, where="run"):
 # the stateful methods: an EMA target with its momentum schedule (BYOL), and a queue with its pointer (MoCo)
 @pytest.mark.parametrize("method", ["byol", "mocov2"])
 def test_a_stateful_method_stopped_mid_epoch_resumes_to_the_same_state_bit_for_bit(method, tmp_path):
-    run = [*RUN, f"method={method}", "method.queue_size=256" if method == "mocov2" else "method.momentum_start=0.9",
+    run = [*SHORT, f"method={method}", "method.queue_size=256" if method == "mocov2" else "method.momentum_start=0.9",
            "callbacks.knn=null", "callbacks.probe=null", "callbacks.checkpoint_best=null"]
     whole = train(compose_config(run, tmp_path / "whole"))
     with pytest.raises(Crash):
-        train(compose_config([*run, "+callbacks.crash._target_=tests.runtime.test_resume.CrashAfter", "+callbacks.crash.step=31"], tmp_path / "first"))
+        train(compose_config([*run, "+callbacks.crash._target_=tests.runtime.test_resume.CrashAfter", f"+callbacks.crash.step={STOP}"], tmp_path / "first"))
     last = tmp_path / "first" / "checkpoints" / "last.ckpt"
     resumed = train(compose_config([*run, f"ckpt_path={last}"], tmp_path / "resumed"))
-    assert resumed["global_step"] == whole["global_step"] == 44
+    assert resumed["global_step"] == whole["global_step"] == STEPS
     state = _run_state(tmp_path / "resumed" / "checkpoints" / "last.ckpt")
     _assert_same(state, _run_state(tmp_path / "whole" / "checkpoints" / "last.ckpt"))
     stateful = {"byol": "target.backbone.features.0.weight", "mocov2": "queue.keys"}[method]
