@@ -123,7 +123,8 @@ class Study:
         from optuna.trial import TrialState
 
         done = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
-        return [t for t in study.get_trials(deepcopy=False) if t.state in done and not t.user_attrs.get("interrupted")]
+        interrupted = study.user_attrs.get("interrupted_trials", [])
+        return [t for t in study.get_trials(deepcopy=False) if t.state in done and t.number not in interrupted]
 
     @staticmethod
     def recover_interrupted(study) -> int:
@@ -133,9 +134,10 @@ class Study:
         trials = study.get_trials(deepcopy=False)
         waiting = any(t.state == TrialState.WAITING for t in trials)
         stale = [t for t in trials if t.state == TrialState.RUNNING]
+        if stale:  # recorded on the study (Optuna's public API has no user attrs for another process's trial)
+            study.set_user_attr("interrupted_trials", [*study.user_attrs.get("interrupted_trials", []), *(t.number for t in stale)])
         for trial in stale:
-            study._storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
-            study._storage.set_trial_state(trial._trial_id, TrialState.FAIL)
+            study.tell(trial.number, state=TrialState.FAIL)
         if stale and not waiting:
             study.enqueue_trial(stale[-1].params)  # the same setting, resumed from its run directory
         return len(stale)
