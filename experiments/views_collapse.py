@@ -25,8 +25,9 @@ RUNS = {
     "V=2, λ=1 (the tuned 2-view setting)": ["augment.num_views=2", "method.invariance_weight=1.0"],
     "V=4, λ=1 (collapsing)": COLLAPSING,
     "… no warm-up": [*COLLAPSING, "schedule.lr_scheduler.warmup_fraction=0.0"],
-    # LARS with the paper's warm-up; its peak lr is the preset's schedule.optimizer.lr (2e-3), as in the recorded runs
-    "… LARS paper schedule (lr 0.3 × 256/256)": [
+    # LARS with the paper's warm-up at the preset's peak lr (schedule.optimizer.lr=2e-3), not the paper's 0.3: the
+    # recorded run trained so (until 2026-12-03 its label said lr 0.3)
+    "… LARS, paper warm-up, lr 2e-3": [
         *COLLAPSING, "schedule=paper", "schedule.lr_scheduler.warmup_epochs=null",
         "+schedule.lr_scheduler.warmup_fraction=0.1",
     ],
