@@ -19,8 +19,9 @@ train: $(STAMP)
 	$(BIN)/python -m frossl_lit.train $(ARGS)
 
 ## The test suite without the tests marked slow, one pytest worker per core (pytest-xdist; each worker runs torch
-## on one thread): about 4.5 minutes on 2 cores. PYTEST_WORKERS=0 runs in one process. test-full adds the slow
-## ones, in one process with every core (long trainings, DDP hangs and kills, whose timing one thread would stretch).
+## on one thread): about 3.6 minutes on 2 cores (AMD EPYC, 2026-12-03). PYTEST_WORKERS=0 runs in one process.
+## test-full adds the slow ones, in one process with every core (long trainings, DDP hangs and kills, whose timing
+## one thread would stretch).
 PYTEST_WORKERS ?= auto
 test: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
