@@ -31,6 +31,15 @@ for _entry, _variants in yaml.safe_load((_REFERENCE_DIR / "paper_era_settings.ya
 _BASELINES = yaml.safe_load((_REFERENCE_DIR / "baselines_settings.yaml").read_text())
 assert not set(_BASELINES) - {"_meta"} & set(REFERENCE), "the baselines' transcription must not replace an entry"
 REFERENCE.update({entry: variants for entry, variants in _BASELINES.items() if entry != "_meta"})
+# one transcription per later method (SwAV, DINO, W-MSE, CorInfoMax …): tests/reference/methods/<method>.yaml, same
+# layout, whose ``_meta.loss_fields`` maps each loss field here (``method.<field>``) to its key in the loss block
+# (a dotted key reads a nested one)
+_METHOD_LOSS_FIELDS: dict[str, list[tuple[str, str]]] = {}
+for _path in sorted((_REFERENCE_DIR / "methods").glob("*.yaml")):
+    _transcription = yaml.safe_load(_path.read_text())
+    _METHOD_LOSS_FIELDS[_path.stem] = list(_transcription["_meta"]["loss_fields"].items())
+    assert not set(_transcription) - {"_meta"} & set(REFERENCE), f"{_path.name} must not replace an entry"
+    REFERENCE.update({entry: variants for entry, variants in _transcription.items() if entry != "_meta"})
 # presets that reproduce a published setting (``preset.source``); the laptop preset is this project's own
 PRESETS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml") if "\n  source:" in p.read_text())
 PRECISION = {"32": "32-true", "16-mixed": "16-mixed", "16": "16-mixed"}
@@ -90,7 +99,14 @@ LOSS_FIELDS = {
     "mocov2": [("temperature", "temperature"), ("queue_size", "queue_size"), ("momentum_start", "base_tau"), ("momentum_end", "final_tau")],
     "byol": [("momentum_start", "base_tau"), ("momentum_end", "final_tau")],
     "simsiam": [],
+    **_METHOD_LOSS_FIELDS,
 }
+
+
+def _dotted(block: dict, key: str):
+    for part in key.split("."):
+        block = block[part]
+    return block
 
 
 def expected_fields(key: str, method: str) -> dict:
@@ -116,7 +132,7 @@ def expected_fields(key: str, method: str) -> dict:
             "loss.balance_views": False,  # presets reproduce their source: the invariance weighted as it weighs it
         })
     elif method in LOSS_FIELDS:
-        fields.update({f"loss.{ours}": loss[theirs] for ours, theirs in LOSS_FIELDS[method]})
+        fields.update({f"loss.{ours}": _dotted(loss, theirs) for ours, theirs in LOSS_FIELDS[method]})
     elif method == "vicreg":
         solo_family = not key.endswith(".official")  # solo-learn's variance term has no /2: its 25 is 50 here
         fields.update({

@@ -97,6 +97,11 @@ def _global_batch(cfg: DictConfig) -> int | None:
 def _check_queue(cfg: DictConfig) -> None:
     """A key queue (MoCo) holds at least one global batch (checked again at setup with the real world size)."""
     global_batch = _global_batch(cfg)
-    check(cfg, "method.queue_size", lambda v: positive_int(v) and (global_batch is None or v >= global_batch),
-          f"must be a whole number of keys of at least one global batch ({global_batch or 'data.batch_size × devices'})",
-          f"e.g. method.queue_size={max(65536, global_batch or 0)}")
+    target = OmegaConf.select(cfg, "method._target_")
+    # a method whose queue is optional (SwAV's: ``queue_optional = True``) takes 0 for none
+    optional = bool(target) and getattr(get_class(target), "queue_optional", False)
+    check(cfg, "method.queue_size",
+          lambda v: (optional and v == 0 and not isinstance(v, bool)) or (positive_int(v) and (global_batch is None or v >= global_batch)),
+          f"must be a whole number of keys of at least one global batch ({global_batch or 'data.batch_size × devices'})"
+          + (", or 0 for no queue" if optional else ""),
+          f"e.g. method.queue_size={max(65536, global_batch or 0)}" if not optional else "e.g. method.queue_size=0")
