@@ -34,6 +34,11 @@ SMOKE = [
 ]
 
 
+# what a method needs besides SMOKE to train on a batch of 2: W-MSE whitens sub-batches of whitening_size samples,
+# and 2 samples of 32 dimensions whiten only with a shrinkage
+SMOKE_BY_METHOD = {"wmse": ["method.whitening_size=2", "method.whitening_eps=0.5"]}
+
+
 class Seen(L.Callback):
     """What a run really trained with: the optimizer's groups, the method's hyperparameters, the views per batch."""
 
@@ -53,9 +58,11 @@ def test_every_experiment_preset_trains_with_its_own_values(preset, tmp_path):
     assert preset.startswith(f"{method}_{dataset}"), "a preset is named <method>_<dataset>[_<variant>]"
     extra = make_tiny_dataset(dataset, tmp_path / "run" / "data", num_recipes=len(published.augment.recipes))
     seen = f"+callbacks.seen={{_target_: {__name__}.Seen}}"
-    cfg = compose_config([f"experiment={preset}", *SMOKE, *extra, seen], tmp_path / "run")
-    if published.preset.get("source"):  # the published settings all use LARS or SGD at lr × batch / 256
-        assert cfg.schedule.optimizer._target_ in ("timm.optim.Lars", "torch.optim.SGD") and cfg.schedule.lr_reference_batch == 256
+    own = SMOKE_BY_METHOD.get(method, [])
+    cfg = compose_config([f"experiment={preset}", *SMOKE, *own, *extra, seen], tmp_path / "run")
+    if published.preset.get("source"):  # the published settings use LARS, SGD (W-MSE: Adam) at lr × batch / 256
+        assert cfg.schedule.optimizer._target_ in ("timm.optim.Lars", "torch.optim.SGD", "torch.optim.Adam")
+        assert cfg.schedule.lr_reference_batch == 256
     summary = train(cfg)
     assert summary["global_step"] == 1 and summary["method"] == method and summary["data"] == dataset
     # what trained is the preset's: method weights, views, backbone, optimizer (lr scaled by batch 2 / 256)

@@ -260,7 +260,7 @@ def preset_fields(cfg) -> dict:
     fields["batch.devices"] = cfg.trainer.devices * cfg.trainer.num_nodes
     opt, sched = cfg.schedule.optimizer, cfg.schedule.lr_scheduler
     fields.update({
-        "optimizer.name": {"timm.optim.Lars": "lars", "torch.optim.SGD": "sgd"}.get(opt._target_, opt._target_),
+        "optimizer.name": {"timm.optim.Lars": "lars", "torch.optim.SGD": "sgd", "torch.optim.Adam": "adam"}.get(opt._target_, opt._target_),
         "optimizer.lr": opt.lr,
         "optimizer.lr_reference_batch": cfg.schedule.get("lr_reference_batch"),
         "optimizer.weight_decay": opt.weight_decay,

@@ -14,7 +14,8 @@ METHODS = sorted(p.stem for p in (CONF_DIR / "method").glob("*.yaml"))
 @pytest.mark.slow  # 16 s; test_compare.py's Optuna sweep keeps a Hydra multirun in make test
 def test_every_method_joins_one_multirun(tmp_path):
     sweep = tmp_path / "sweep"
-    result = run_cli(["-m", f"method={','.join(METHODS)}", *TINY, "trainer.max_steps=2", "callbacks.knn=null", "callbacks.labelfree=null",
+    tiny = [o for o in TINY if not o.startswith("data.batch_size=")]  # W-MSE whitens sub-batches of 128
+    result = run_cli(["-m", f"method={','.join(METHODS)}", *tiny, "trainer.max_steps=2", "callbacks.knn=null", "callbacks.labelfree=null", "data.batch_size=128",
                       "callbacks.checkpoint_best.monitor=val/probe_top1", f"hydra.sweep.dir={sweep}"], cwd=tmp_path, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name[0].isdigit())
@@ -32,5 +33,18 @@ def test_the_contrastive_and_asymmetric_baselines_gain_five_knn_points_on_digits
     assert result.returncode == 0, result.stderr[-3000:]
     summaries = {s["method"]: s for s in (json.loads(p.read_text()) for p in sweep.glob("*/summary.json"))}
     assert sorted(summaries) == ["byol", "mocov2", "simclr", "simsiam"]
+    for method, summary in summaries.items():
+        assert summary["knn_top1"] >= summary["knn_top1_init"] + 0.05, (method, summary["knn_top1_init"], summary["knn_top1"])
+
+
+@pytest.mark.slow  # about 10-15 minutes on 2 cores: the acceptance command of the clustering/distillation/whitening baselines
+@pytest.mark.timeout(2400)
+def test_the_clustering_distillation_and_whitening_baselines_gain_five_knn_points_on_digits(tmp_path):
+    sweep = tmp_path / "sweep"
+    result = run_cli(["-m", "method=swav,dino,wmse,corinfomax", "trainer.enable_progress_bar=false",
+                      f"hydra.sweep.dir={sweep}"], cwd=tmp_path, timeout=2400)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summaries = {s["method"]: s for s in (json.loads(p.read_text()) for p in sweep.glob("*/summary.json"))}
+    assert sorted(summaries) == ["corinfomax", "dino", "swav", "wmse"]
     for method, summary in summaries.items():
         assert summary["knn_top1"] >= summary["knn_top1_init"] + 0.05, (method, summary["knn_top1_init"], summary["knn_top1"])

@@ -4,7 +4,9 @@
 initialisation. It refuses a combination no single constructor can see: views against the method
 (``augment.num_views`` against the view counts the method's class takes), an experiment preset against the
 method (``experiment=frossl_…`` with ``method=vicreg``), the best-checkpoint monitor against the callbacks that
-log it, and MoCo's queue against the global batch (``data.batch_size`` × ``trainer.devices`` × ``num_nodes``).
+log it, a key queue against the global batch (``data.batch_size`` × ``trainer.devices`` × ``num_nodes``), and what
+a method class checks itself on the whole config (its ``check_config(cfg, global_batch)``, e.g. W-MSE's whitening
+sub-batch against the batch).
 Then the values of single keys (:mod:`frossl_lit.config.values`). Each failure is one
 :class:`~frossl_lit.runtime.errors.UserError` whose message starts with the config key and its value, says what
 the value must be and how to fix it; the entry point prints it alone and exits 2.
@@ -28,6 +30,7 @@ def check_config(cfg: DictConfig) -> None:
     _check_views(cfg)
     _check_monitor(cfg)
     _check_queue(cfg)
+    _check_method(cfg)
     warn_slow_precision(cfg)
 
 
@@ -105,3 +108,12 @@ def _check_queue(cfg: DictConfig) -> None:
           f"must be a whole number of keys of at least one global batch ({global_batch or 'data.batch_size × devices'})"
           + (", or 0 for no queue" if optional else ""),
           f"e.g. method.queue_size={max(65536, global_batch or 0)}" if not optional else "e.g. method.queue_size=0")
+
+
+def _check_method(cfg: DictConfig) -> None:
+    """A method class may define ``check_config(cfg, global_batch)`` (a classmethod; ``global_batch`` is None where
+    the device count is not a number) to refuse what its constructor cannot see, e.g. W-MSE's sub-batch size."""
+    target = OmegaConf.select(cfg, "method._target_")
+    hook = getattr(get_class(target), "check_config", None) if target else None
+    if hook is not None:
+        hook(cfg, _global_batch(cfg))
