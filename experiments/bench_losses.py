@@ -6,9 +6,7 @@ loss's time grows with the number of views.
 
 Random embeddings (N, D) per view with requires_grad, each loss called as training calls it (single process,
 float32), then ``backward()``; the median of at least 3 repetitions (more while under a second). The peak memory is
-that of the first forward + backward: the process's resident high-water mark (``/proc/self/clear_refs`` reset,
-``VmHWM`` read) above the resident memory before it, with glibc's mmap threshold fixed so that every large tensor is
-mapped afresh and returned when freed.
+that of the first forward + backward (``harness.PeakMemory``, with glibc's mmap threshold fixed).
 
 What each loss is given, and so what its cost counts:
 - FroSSL and MMCR take every V; FroSSL uses the smaller of its D×D and N×N Gram matrices (same Frobenius norm), so it
@@ -34,10 +32,8 @@ What each loss is given, and so what its cost counts:
 
 from __future__ import annotations
 
-import ctypes
 import math
 import os
-import re
 import statistics
 import time
 from collections.abc import Callable
@@ -135,22 +131,6 @@ CUBIC = ("W-MSE", "CorInfoMax")  # D³ factorisations of D×D matrices: --skip-c
 
 
 # -- measuring -----------------------------------------------------------------------------------------------------
-def _fix_mmap_threshold() -> None:
-    """glibc maps every allocation above 128 KiB afresh and unmaps it when freed (no dynamic threshold), so the
-    resident high-water mark of one call is the memory that call needed."""
-    try:
-        ctypes.CDLL("libc.so.6").mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
-    except OSError:
-        pass
-
-
-def _status_mib(key: str) -> float | None:
-    try:
-        return int(re.search(rf"^{key}:\s+(\d+) kB", open("/proc/self/status").read(), re.M).group(1)) / 1024
-    except (OSError, AttributeError):
-        return None
-
-
 def _once(loss, inputs) -> float:
     embeddings = [x.clone().requires_grad_(True) for x in inputs]
     started = time.perf_counter()
@@ -163,20 +143,11 @@ def measure(loss, n: int, dim: int, views: int) -> tuple[float, float | None]:
     """(median seconds, peak MiB of the first call above the memory before it: None where /proc cannot tell)."""
     generator = torch.Generator().manual_seed(0)
     inputs = [torch.randn(n, dim, generator=generator) for _ in range(views)]
-    peak = None
-    try:
-        with open("/proc/self/clear_refs", "w") as handle:
-            handle.write("5")  # the high-water mark starts again from the resident memory now
-        before = _status_mib("VmRSS")
-    except OSError:
-        before = None
-    times = [_once(loss, inputs)]
-    after = _status_mib("VmHWM")
-    if before is not None and after is not None:
-        peak = after - before
+    with harness.PeakMemory() as peak:
+        times = [_once(loss, inputs)]
     while len(times) < 3 or (sum(times) < 1.0 and len(times) < 20):
         times.append(_once(loss, inputs))
-    return statistics.median(times), peak
+    return statistics.median(times), peak.mib
 
 
 def fitted_exponent(times: dict[int, float]) -> float | None:
@@ -251,7 +222,7 @@ def main(argv: list[str] | None = None) -> None:
     args = harness.parse(cli, argv, smoke={"batches": [32], "dims": [64], "views": [2], "queue": 128, "prototypes": 16})
     SIZES.update(queue=args.queue, prototypes=args.prototypes)
     torch.set_num_threads(len(os.sched_getaffinity(0)))
-    _fix_mmap_threshold()
+    harness.fix_mmap_threshold()
 
     names = [name for name in LOSSES if name in args.methods]
     results: dict[tuple, tuple[float, float | None]] = {}

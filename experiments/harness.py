@@ -17,6 +17,7 @@ its results go to ``outputs/smoke/`` unless ``--out`` says otherwise, never to e
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import platform
@@ -203,3 +204,39 @@ def record(args: argparse.Namespace, title: str, table: str, details: str = "", 
     target = write_section(args.out, title, args.command, (f"{details}\n\n" if details else "") + table, replace)
     print(f"recorded in {target}")
     return target
+
+
+def fix_mmap_threshold() -> None:
+    """glibc maps every allocation above 128 KiB afresh and unmaps it when freed (no dynamic threshold), so the
+    resident high-water mark of one call is the memory that call needed."""
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
+    except OSError:
+        pass
+
+
+def _status_mib(key: str) -> float | None:
+    try:
+        return int(re.search(rf"^{key}:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.M).group(1)) / 1024
+    except (OSError, AttributeError):
+        return None
+
+
+class PeakMemory:
+    """``with PeakMemory() as peak: …`` → ``peak.mib``: the resident high-water mark inside the block above the
+    resident memory before it (``/proc/self/clear_refs`` reset, ``VmHWM`` read); None where /proc cannot tell."""
+
+    mib: float | None = None
+
+    def __enter__(self) -> "PeakMemory":
+        try:
+            Path("/proc/self/clear_refs").write_text("5")  # the high-water mark starts again from the resident memory now
+            self._before = _status_mib("VmRSS")
+        except OSError:
+            self._before = None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        after = _status_mib("VmHWM")
+        if self._before is not None and after is not None:
+            self.mib = after - self._before
