@@ -228,7 +228,7 @@ class PeakMemory:
 
     mib: float | None = None
 
-    def __enter__(self) -> "PeakMemory":
+    def __enter__(self) -> PeakMemory:
         try:
             Path("/proc/self/clear_refs").write_text("5")  # the high-water mark starts again from the resident memory now
             self._before = _status_mib("VmRSS")

@@ -57,11 +57,12 @@ class ProgressBarLoss(L.Callback):
         pl_module.log("pbar_loss", outputs["loss"].detach(), prog_bar=True)
 
 
-def _count_reads(tmp_path, monkeypatch, extra_callbacks=(), method="frossl") -> tuple[L.Trainer, SyncCounter, L.LightningModule]:
+def _count_reads(tmp_path, monkeypatch, extra_callbacks=(), method="frossl",
+                 overrides=()) -> tuple[L.Trainer, SyncCounter, L.LightningModule]:
     every = [f"trainer.log_every_n_steps={EVERY}", f"callbacks.spectrum.every_n_steps={EVERY}",
              f"callbacks.throughput.every_n_steps={EVERY}", f"callbacks.divergence.check_every_n_steps={EVERY}",
              f"callbacks.checkpoint_steps.every_n_steps={EVERY}", "trainer.max_steps=13"]
-    cfg = compose_config([*TINY, *every, "trainer.enable_progress_bar=true", f"method={method}"], tmp_path)
+    cfg = compose_config([*TINY, *every, "trainer.enable_progress_bar=true", f"method={method}", *overrides], tmp_path)
     datamodule, model, _, trainer = build(cfg)
     counter = SyncCounter()
     trainer.callbacks.insert(0, counter)  # first: its hooks open and close each window before the others run

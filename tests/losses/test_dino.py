@@ -140,6 +140,11 @@ def _centre_on_rank(rank: int) -> dict:
         for step in TEACHER:  # two updates
             centre = dino_centre_update([crop[mine] for crop in step], centre, 0.9, collective=Collective(global_batch))
         out[f"centre_{global_batch}"] = centre
+    # the method moves its centre by the global batch even with global_batch=false (both sources all-reduce it)
+    module = _dino_module(global_batch=False, num_prototypes=5, centre_momentum=0.9).double()
+    module._pending = [[crop[mine] for crop in TEACHER[0]]]
+    module.after_optimizer_step()
+    out["module_centre"] = module.centre.clone()
     return out
 
 
@@ -164,6 +169,12 @@ def test_the_centre_moves_by_the_global_batch_or_each_ranks_own(distributed_resu
             own = dino_centre_update([crop[rank * LOCAL_BATCH:(rank + 1) * LOCAL_BATCH] for crop in step], own, 0.9)
         torch.testing.assert_close(distributed_results[rank]["centre_False"], own, rtol=1e-12, atol=1e-14)
     assert not torch.allclose(distributed_results[0]["centre_False"], distributed_results[1]["centre_False"])
+
+
+def test_the_methods_centre_is_the_global_batchs_even_with_per_gpu_losses(distributed_results):
+    whole = dino_centre_update(list(TEACHER[0]), torch.zeros(5, dtype=torch.float64), 0.9)
+    for rank in range(WORLD):
+        torch.testing.assert_close(distributed_results[rank]["module_centre"], whole, rtol=1e-12, atol=1e-14)
 
 
 # -- the module -------------------------------------------------------------------------------------------------------
@@ -266,19 +277,12 @@ def test_multi_crop_and_gradient_accumulation_train(tmp_path):
 
 # in make test (about 4 s on 2 cores): the acceptance asks for every new method's resume there
 def test_stopped_mid_epoch_it_resumes_to_the_same_state_bit_for_bit(tmp_path):
-    from tests.runtime.test_resume import SHORT, STEPS, STOP, Crash, _assert_same, _run_state
+    from tests.runtime.test_resume import SHORT, assert_resumes_bit_for_bit
 
     # the crash falls in epoch 2, after the prototypes thawed and while the teacher temperature still warms up
     run = [*SHORT, "method=dino", "method.momentum_start=0.9", "method.warmup_teacher_temperature_epochs=3",
            "method.num_prototypes=64", "callbacks.knn=null", "callbacks.probe=null", "callbacks.checkpoint_best=null"]
-    whole = train(compose_config(run, tmp_path / "whole"))
-    with pytest.raises(Crash):
-        train(compose_config([*run, "+callbacks.crash._target_=tests.runtime.test_resume.CrashAfter", f"+callbacks.crash.step={STOP}"], tmp_path / "first"))
-    last = tmp_path / "first" / "checkpoints" / "last.ckpt"
-    resumed = train(compose_config([*run, f"ckpt_path={last}"], tmp_path / "resumed"))
-    assert resumed["global_step"] == whole["global_step"] == STEPS
-    state = _run_state(tmp_path / "resumed" / "checkpoints" / "last.ckpt")
-    _assert_same(state, _run_state(tmp_path / "whole" / "checkpoints" / "last.ckpt"))
+    _, state = assert_resumes_bit_for_bit(run, tmp_path)
     assert {"centre", "target_momentum", "target.projector.last_layer.parametrizations.weight.original1"} <= set(state["state_dict"])
 
 

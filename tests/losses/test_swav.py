@@ -304,18 +304,12 @@ def test_a_queue_smaller_than_the_real_global_batch_is_refused_at_setup():
 @pytest.mark.parametrize("prototype_norm", ["step", "weight_norm"])
 def test_stopped_mid_second_epoch_resumes_to_the_same_state_bit_for_bit(prototype_norm, tmp_path):
     """Frozen prototypes in epoch 0, the queue joining in epoch 1, a crash after step 16 (mid-epoch 2)."""
-    from tests.runtime.test_resume import SHORT, STEPS, STOP, Crash, _assert_same, _run_state
+    from tests.runtime.test_resume import SHORT, STEPS, assert_resumes_bit_for_bit
 
     run = [*SHORT, "method=swav", "method.num_prototypes=64", f"method.prototype_norm={prototype_norm}", "method.queue_size=256", "method.epoch_queue_starts=1",
            "method.freeze_prototypes_epochs=1", "callbacks.knn=null", "callbacks.probe=null", "callbacks.checkpoint_best=null",
            "callbacks.spectrum=null", "callbacks.plots=null"]  # what the resume touches, without the diagnostics' cost
-    whole = train(compose_config(run, tmp_path / "whole"))
-    with pytest.raises(Crash):
-        train(compose_config([*run, "+callbacks.crash._target_=tests.runtime.test_resume.CrashAfter", f"+callbacks.crash.step={STOP}"], tmp_path / "first"))
-    resumed = train(compose_config([*run, f"ckpt_path={tmp_path / 'first' / 'checkpoints' / 'last.ckpt'}"], tmp_path / "resumed"))
-    assert resumed["global_step"] == whole["global_step"] == STEPS
-    state = _run_state(tmp_path / "resumed" / "checkpoints" / "last.ckpt")
-    _assert_same(state, _run_state(tmp_path / "whole" / "checkpoints" / "last.ckpt"))
+    _, state = assert_resumes_bit_for_bit(run, tmp_path)
     assert {"queue.keys", "queue.pointer"} <= set(state["state_dict"])
     assert any(key.startswith("prototypes.") for key in state["state_dict"])
     assert state["state_dict"]["queue.pointer"].item() == (STEPS * 128) % 256

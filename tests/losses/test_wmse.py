@@ -252,19 +252,11 @@ def test_out_dim_equal_to_the_sub_batch_is_accepted_with_shrinkage(tmp_path):
 
 # in make test (about 4 s on 2 cores): the acceptance asks for every new method's resume there
 def test_stopped_mid_epoch_resumes_to_the_same_state_bit_for_bit(tmp_path):
-    from tests.runtime.test_resume import SHORT, STEPS, STOP, Crash, _assert_same, _run_state
+    from tests.runtime.test_resume import SHORT, assert_resumes_bit_for_bit
 
     run = [*SHORT, *W64, "method.whitening_iters=2", "callbacks.knn=null", "callbacks.probe=null",
            "callbacks.checkpoint_best=null"]
-    whole = train(compose_config(run, tmp_path / "whole"))
-    with pytest.raises(Crash):
-        train(compose_config([*run, "+callbacks.crash._target_=tests.runtime.test_resume.CrashAfter",
-                              f"+callbacks.crash.step={STOP}"], tmp_path / "first"))
-    last = tmp_path / "first" / "checkpoints" / "last.ckpt"
-    resumed = train(compose_config([*run, f"ckpt_path={last}"], tmp_path / "resumed"))
-    assert resumed["global_step"] == whole["global_step"] == STEPS
-    _assert_same(_run_state(tmp_path / "resumed" / "checkpoints" / "last.ckpt"),
-                 _run_state(tmp_path / "whole" / "checkpoints" / "last.ckpt"))
+    assert_resumes_bit_for_bit(run, tmp_path)
 
 
 # -- what the generic preset comparison (tests/test_presets.py) cannot express -----------------------------------
@@ -307,24 +299,9 @@ def test_the_imagenet100_small_crops_are_the_transcribed_ones():
 def test_a_quiet_step_reads_nothing_back_from_the_device(tmp_path, monkeypatch):
     """As tests/test_step_syncs.py for the built-in methods: the permutations are drawn on the host from a seeded
     generator and the Cholesky factorisations are not checked there, so no step waits on the device."""
-    from frossl_lit.train import build
-    from tests.test_step_syncs import EVERY, READS, SyncCounter
+    from tests.test_step_syncs import _count_reads
 
-    every = [f"trainer.log_every_n_steps={EVERY}", f"callbacks.spectrum.every_n_steps={EVERY}",
-             f"callbacks.throughput.every_n_steps={EVERY}", f"callbacks.divergence.check_every_n_steps={EVERY}",
-             f"callbacks.checkpoint_steps.every_n_steps={EVERY}", "trainer.max_steps=13"]
-    datamodule, model, _, trainer = build(compose_config([*TINY, *W64, *every, "method.whitening_iters=2"], tmp_path))
-    counter = SyncCounter()
-    trainer.callbacks.insert(0, counter)
-    for name in READS:
-        original = getattr(torch.Tensor, name)
-
-        def counted(self, *args, _name=name, _original=original, **kwargs):
-            counter.record(_name)
-            return _original(self, *args, **kwargs)
-
-        monkeypatch.setattr(torch.Tensor, name, counted)
-    trainer.fit(model, datamodule=datamodule)
+    trainer, counter, _ = _count_reads(tmp_path, monkeypatch, method="wmse", overrides=[*W64[1:], "method.whitening_iters=2"])
     assert trainer.global_step == 13 and counter.quiet_steps == [1, 2, 3, 6, 7, 8, 11, 12]
     assert counter.reads == [], "host reads in quiet steps:\n" + "\n".join(map(str, counter.reads))
 

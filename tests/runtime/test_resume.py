@@ -113,19 +113,29 @@ def _assert_same(a, b, where="run"):
         assert a == b, where
 
 
+def assert_resumes_bit_for_bit(run: list[str], tmp_path) -> tuple[dict, dict]:
+    """Train ``run`` whole; train it again, killed after step ``STOP`` (mid-second epoch), and resume it from its
+    last checkpoint: the resumed run ends in the whole run's state, bit for bit. Returns (the state at the kill, the
+    final state) for the method's own checks."""
+    whole = train(compose_config(run, tmp_path / "whole"))
+    with pytest.raises(Crash):
+        train(compose_config([*run, "+callbacks.crash._target_=tests.runtime.test_resume.CrashAfter",
+                              f"+callbacks.crash.step={STOP}"], tmp_path / "first"))
+    last = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    stopped = _run_state(last)
+    resumed = train(compose_config([*run, f"ckpt_path={last}"], tmp_path / "resumed"))
+    assert resumed["global_step"] == whole["global_step"] == STEPS
+    state = _run_state(tmp_path / "resumed" / "checkpoints" / "last.ckpt")
+    _assert_same(state, _run_state(tmp_path / "whole" / "checkpoints" / "last.ckpt"))
+    return stopped, state
+
+
 # the stateful methods: an EMA target with its momentum schedule (BYOL), and a queue with its pointer (MoCo)
 @pytest.mark.parametrize("method", ["byol", "mocov2"])
 def test_a_stateful_method_stopped_mid_epoch_resumes_to_the_same_state_bit_for_bit(method, tmp_path):
     run = [*SHORT, f"method={method}", "method.queue_size=256" if method == "mocov2" else "method.momentum_start=0.9",
            "callbacks.knn=null", "callbacks.probe=null", "callbacks.checkpoint_best=null"]
-    whole = train(compose_config(run, tmp_path / "whole"))
-    with pytest.raises(Crash):
-        train(compose_config([*run, "+callbacks.crash._target_=tests.runtime.test_resume.CrashAfter", f"+callbacks.crash.step={STOP}"], tmp_path / "first"))
-    last = tmp_path / "first" / "checkpoints" / "last.ckpt"
-    resumed = train(compose_config([*run, f"ckpt_path={last}"], tmp_path / "resumed"))
-    assert resumed["global_step"] == whole["global_step"] == STEPS
-    state = _run_state(tmp_path / "resumed" / "checkpoints" / "last.ckpt")
-    _assert_same(state, _run_state(tmp_path / "whole" / "checkpoints" / "last.ckpt"))
+    _, state = assert_resumes_bit_for_bit(run, tmp_path)
     stateful = {"byol": "target.backbone.features.0.weight", "mocov2": "queue.keys"}[method]
     assert stateful in state["state_dict"] and "target_momentum" in state["state_dict"]
 

@@ -13,7 +13,10 @@ from torch.nn.utils.parametrizations import weight_norm
 
 from frossl_lit.losses.dino import dino_centre_update, dino_loss, teacher_temperature_at
 from frossl_lit.methods.momentum import MomentumMethod
-from frossl_lit.runtime.errors import number, positive_int, require
+from frossl_lit.runtime.distributed import Collective
+from frossl_lit.runtime.errors import number, require, require_temperature, require_whole
+
+GLOBAL_CENTRE = Collective(global_batch=True)  # the centre's mean is the global batch's, as both sources' all_reduce
 
 
 class DINOHead(nn.Module):
@@ -72,7 +75,10 @@ class DINO(MomentumMethod):
     teacher's scores over every micro-batch of that step (with gradient accumulation the micro-batches of one step
     see the same centre, and the update equals one of the whole accumulated batch). solo-learn and the official code
     move it inside the loss's forward, once per forward pass; without accumulation both orders give the same
-    centre at every step. The teacher temperature in use is logged as ``train/dino/teacher_temperature``.
+    centre at every step. The centre is always the mean over the global batch, ``method.global_batch`` or not: both
+sources all-reduce it whatever the loss does, and one centre on every rank is also what DDP's broadcast of rank 0's
+buffers would leave (DINO's loss is a per-sample mean with no batch-wide term, so ``global_batch`` changes nothing
+else). The teacher temperature in use is logged as ``train/dino/teacher_temperature``.
 
     Not transcribed: solo-learn's ``clip_grad`` (per-parameter clipping of the backbone's gradients; 0, off, in
     every solo-learn and FroSSL-repository ResNet recipe); ``trainer.gradient_clip_val`` clips by the global norm.
@@ -95,18 +101,14 @@ class DINO(MomentumMethod):
         freeze_last_layer: int = 1,
         **base,
     ) -> None:
-        require("method.num_prototypes", num_prototypes, positive_int, "must be a whole number of prototypes >= 1",
-                "e.g. method.num_prototypes=4096")
+        require_whole("method.num_prototypes", num_prototypes, 1, "prototypes", 4096)
         require("method.norm_last_layer", norm_last_layer, lambda v: isinstance(v, bool), "must be true or false",
                 "e.g. method.norm_last_layer=true")
-        for key, value, example in (("student_temperature", student_temperature, 0.1),
-                                    ("teacher_temperature", teacher_temperature, 0.07),
-                                    ("warmup_teacher_temperature", warmup_teacher_temperature, 0.04)):
-            require(f"method.{key}", value, lambda v: number(v) and v > 0, "must be a temperature > 0", f"e.g. method.{key}={example}")
-        for key, value, example in (("warmup_teacher_temperature_epochs", warmup_teacher_temperature_epochs, 0),
-                                    ("freeze_last_layer", freeze_last_layer, 1)):
-            require(f"method.{key}", value, lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
-                    "must be a whole number of epochs >= 0", f"e.g. method.{key}={example}")
+        require_temperature("method.student_temperature", student_temperature, 0.1)
+        require_temperature("method.teacher_temperature", teacher_temperature, 0.07)
+        require_temperature("method.warmup_teacher_temperature", warmup_teacher_temperature, 0.04)
+        require_whole("method.warmup_teacher_temperature_epochs", warmup_teacher_temperature_epochs, 0, "epochs", 0)
+        require_whole("method.freeze_last_layer", freeze_last_layer, 0, "epochs", 1)
         require("method.centre_momentum", centre_momentum, lambda v: number(v) and 0.0 <= v <= 1.0,
                 "is a momentum: it must lie in [0, 1]", "e.g. method.centre_momentum=0.9")
         head = functools.partial(dino_head, mlp=projector, num_prototypes=num_prototypes, norm_last_layer=norm_last_layer)
@@ -147,7 +149,7 @@ class DINO(MomentumMethod):
         super().after_optimizer_step()
         if self._pending:
             teacher = [z for micro_batch in self._pending for z in micro_batch]
-            self.centre.copy_(dino_centre_update(teacher, self.centre, self.centre_momentum, collective=self.collective))
+            self.centre.copy_(dino_centre_update(teacher, self.centre, self.centre_momentum, collective=GLOBAL_CENTRE))
         self._pending = []
 
     def log_loss(self, total, parts) -> None:

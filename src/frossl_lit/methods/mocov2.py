@@ -6,7 +6,7 @@ from frossl_lit.losses.common import unit_rows
 from frossl_lit.losses.mocov2 import mocov2_loss
 from frossl_lit.methods.momentum import MomentumMethod
 from frossl_lit.methods.queue import KeyQueue
-from frossl_lit.runtime.errors import UserError, number, require
+from frossl_lit.runtime.errors import UserError, require_temperature
 
 
 class MoCoV2(MomentumMethod):
@@ -17,8 +17,7 @@ class MoCoV2(MomentumMethod):
     views_supported = (2, 2)
 
     def __init__(self, *, temperature: float = 0.2, queue_size: int = 65536, **base) -> None:
-        require("method.temperature", temperature, lambda v: number(v) and v > 0, "must be a temperature > 0",
-                "e.g. method.temperature=0.2")
+        require_temperature("method.temperature", temperature, 0.2)
         super().__init__(**base)
         self.temperature = temperature
         self.queue = KeyQueue(2, queue_size, self.projector.out_dim)

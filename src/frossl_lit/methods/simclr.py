@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from frossl_lit.losses.simclr import simclr_loss
 from frossl_lit.methods.base import SSLMethod
-from frossl_lit.runtime.errors import number, require
+from frossl_lit.runtime.errors import require_temperature
 
 
 class SimCLR(SSLMethod):
@@ -14,8 +14,7 @@ class SimCLR(SSLMethod):
     views_supported = (2, None)
 
     def __init__(self, *, temperature: float = 0.2, **base) -> None:
-        require("method.temperature", temperature, lambda v: number(v) and v > 0, "must be a temperature > 0",
-                "e.g. method.temperature=0.2")
+        require_temperature("method.temperature", temperature, 0.2)
         super().__init__(**base)
         self.temperature = temperature
 

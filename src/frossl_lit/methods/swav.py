@@ -11,13 +11,17 @@ from frossl_lit.losses.common import unit_rows
 from frossl_lit.losses.swav import swav_loss
 from frossl_lit.methods.base import SSLMethod, target_view_count
 from frossl_lit.methods.queue import KeyQueue
-from frossl_lit.runtime.errors import UserError, number, positive_int, require
+from frossl_lit.runtime.errors import (
+    UserError,
+    number,
+    positive_int,
+    require,
+    require_temperature,
+    require_whole,
+    whole,
+)
 
 PROTOTYPE_NORMS = ("step", "weight_norm")
-
-
-def _whole(value, low: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= low
 
 
 class SwAV(SSLMethod):
@@ -56,20 +60,16 @@ class SwAV(SSLMethod):
         prototype_norm: str = "step",
         **base,
     ) -> None:
-        require("method.temperature", temperature, lambda v: number(v) and v > 0, "must be a temperature > 0",
-                "e.g. method.temperature=0.1")
+        require_temperature("method.temperature", temperature, 0.1)
         require("method.sinkhorn_epsilon", sinkhorn_epsilon, lambda v: number(v) and v > 0,
                 "must be Sinkhorn's entropy weight > 0", "e.g. method.sinkhorn_epsilon=0.05")
-        require("method.sinkhorn_iterations", sinkhorn_iterations, positive_int, "must be a whole number of iterations >= 1",
-                "e.g. method.sinkhorn_iterations=3")
-        require("method.num_prototypes", num_prototypes, positive_int, "must be a whole number of prototypes >= 1",
-                "e.g. method.num_prototypes=3000")
-        require("method.queue_size", queue_size, lambda v: _whole(v, 0), "must be 0 (no queue) or a whole number of embeddings",
+        require_whole("method.sinkhorn_iterations", sinkhorn_iterations, 1, "iterations", 3)
+        require_whole("method.num_prototypes", num_prototypes, 1, "prototypes", 3000)
+        require("method.queue_size", queue_size, lambda v: whole(v, 0), "must be 0 (no queue) or a whole number of embeddings",
                 "e.g. method.queue_size=0")
-        require("method.epoch_queue_starts", epoch_queue_starts, lambda v: _whole(v, 0), "must be an epoch >= 0",
+        require("method.epoch_queue_starts", epoch_queue_starts, lambda v: whole(v, 0), "must be an epoch >= 0",
                 "e.g. method.epoch_queue_starts=15")
-        require("method.freeze_prototypes_epochs", freeze_prototypes_epochs, lambda v: _whole(v, 0),
-                "must be a whole number of epochs >= 0", "e.g. method.freeze_prototypes_epochs=1")
+        require_whole("method.freeze_prototypes_epochs", freeze_prototypes_epochs, 0, "epochs", 1)
         require("method.large_views", large_views, positive_int, "must be the number of large crops >= 1",
                 "leave it at ${augment.num_views}")
         require("method.prototype_norm", prototype_norm, lambda v: v in PROTOTYPE_NORMS, f"must be {' or '.join(PROTOTYPE_NORMS)}",

@@ -155,3 +155,18 @@ def number(value: Any) -> bool:
 def positive_int(value: Any) -> bool:
     """A whole number >= 1 (not a bool)."""
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def whole(value: Any, low: int = 0) -> bool:
+    """A whole number >= ``low`` (not a bool)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def require_temperature(key: str, value: Any, example: float) -> None:
+    """``key`` must be a temperature > 0 (``e.g. key=example`` in the refusal)."""
+    require(key, value, lambda v: number(v) and v > 0, "must be a temperature > 0", f"e.g. {key}={example}")
+
+
+def require_whole(key: str, value: Any, low: int, what: str, example: int) -> None:
+    """``key`` must be a whole number of ``what`` >= ``low`` (``e.g. key=example`` in the refusal)."""
+    require(key, value, lambda v: whole(v, low), f"must be a whole number of {what} >= {low}", f"e.g. {key}={example}")
