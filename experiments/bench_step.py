@@ -1,9 +1,10 @@
 """Where a training step's time goes, against the model alone: CPU step profile of the real training loop.
 
-    python -m experiments.bench_step --root data/cifar10 [--steps 30] [--backbones small_cnn resnet18]
+    python -m experiments.bench_step --root data/cifar10 [--steps 30] [--backbones small_cnn resnet18 vit_tiny]
 
 For each backbone (the small CNN 32-64-128-256 of the CIFAR small-CNN preset, experiment/base/cifar10_small_cnn.yaml,
-and ResNet-18, CIFAR stem, both at 32 px) and each variant (eager,
+ResNet-18, CIFAR stem, and ViT-Tiny with 4-px patches, backbone=vit_tiny_cifar, all at 32 px; channels-last is a
+no-op for the ViT, so its channels-last variants measure the others alone) and each variant (eager,
 channels-last, torch.compile, bf16 autocast + channels-last) it trains FroSSL on real CIFAR-10 with the default
 config and every default callback (online probe, spectrum, throughput, divergence guard, LR monitor, checkpoints;
 kNN and validation are left out of the steps and measured separately), and splits each step into: waiting for data
@@ -41,7 +42,9 @@ VARIANTS = {"eager": [], "channels-last": ["model.channels_last=true"], "compile
             "bf16 + channels-last": ["trainer.precision=bf16-mixed", "model.channels_last=true"]}
 BACKBONES = {"small_cnn": ["experiment=base/cifar10_small_cnn", "data.batch_size=256"],
              "resnet18": ["data=cifar10", "data.holdout_fraction=0.1", "backbone=resnet18", "backbone.cifar_stem=true",
-                          "data.batch_size=64", "trainer.enable_progress_bar=false"]}  # ResNet-18: ~30 images/s here
+                          "data.batch_size=64", "trainer.enable_progress_bar=false"],  # ResNet-18: ~30 images/s here
+             "vit_tiny": ["data=cifar10", "data.holdout_fraction=0.1", "backbone=vit_tiny_cifar", "data.batch_size=64",
+                          "trainer.enable_progress_bar=false"]}
 
 
 class StepClock(L.Callback):
@@ -201,7 +204,7 @@ def main(argv: list[str] | None = None) -> None:
         cells = [f"{parts.get(name, 0) * 1000:.1f}" for name in (*PARTS, *callbacks)]
         lines.append(f"| {backbone} | {variant} | " + " | ".join(cells)
                      + f" | {parts['step'] * 1000:.1f} | {alone * 1000:.1f} | {parts['step'] / alone:.2f} | {batch / parts['step']:.0f} |")
-    table = "Milliseconds per step (median), 2 views, 32 px, batch 256 (small CNN) or 64 (ResNet-18):\n\n" + "\n".join(lines)
+    table = "Milliseconds per step (median), 2 views, 32 px, batch 256 (small CNN) or 64 (ResNet-18, ViT-Tiny):\n\n" + "\n".join(lines)
     eval_lines = ["| backbone | training epoch (s) | kNN pass (s) | probe validation (s) | evaluation share |", "|---|---|---|---|---|"]
     for backbone, epoch, knn, validation in shares:
         eval_lines.append(f"| {backbone} | {epoch:.0f} | {knn:.1f} | {validation:.1f} | {(knn + validation) / (epoch + knn + validation):.1%} |")

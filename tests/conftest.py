@@ -153,7 +153,14 @@ TINY_DATASETS = {
     "imagenet": _tiny_imagenet,
     "imagenet100": _tiny_imagenet100,
     "folder": _tiny_folder,
+    "tiny_imagenet": lambda data_dir, num_recipes=2: _tiny_imagenet_200(data_dir, num_recipes),
 }
+
+
+def _tiny_imagenet_200(data_dir: Path, num_recipes: int) -> list[str]:
+    from tests.data.tiny_imagenet_fixture import tiny_imagenet_overrides  # beside its own tests
+
+    return tiny_imagenet_overrides(data_dir, num_recipes)
 
 
 def make_tiny_dataset(name: str, data_dir: Path, num_recipes: int = 2) -> list[str]:

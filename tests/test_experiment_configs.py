@@ -56,12 +56,13 @@ def test_every_experiment_preset_trains_with_its_own_values(preset, tmp_path):
     choices = HydraConfig.get().runtime.choices
     method, dataset = choices["method"], choices["data"]
     assert preset.startswith(f"{method}_{dataset}"), "a preset is named <method>_<dataset>[_<variant>]"
-    extra = make_tiny_dataset(dataset, tmp_path / "run" / "data", num_recipes=len(published.augment.recipes))
+    data_dir, recipes = tmp_path / "run" / "data", len(published.augment.recipes)
+    extra = make_tiny_dataset(dataset, data_dir, num_recipes=recipes)
     seen = f"+callbacks.seen={{_target_: {__name__}.Seen}}"
     own = SMOKE_BY_METHOD.get(method, [])
     cfg = compose_config([f"experiment={preset}", *SMOKE, *own, *extra, seen], tmp_path / "run")
-    if published.preset.get("source"):  # the published settings use LARS, SGD (W-MSE: Adam) at lr × batch / 256
-        assert cfg.schedule.optimizer._target_ in ("timm.optim.Lars", "torch.optim.SGD", "torch.optim.Adam")
+    if published.preset.get("source"):  # the published settings use LARS, SGD (W-MSE: Adam; DINO ViT: AdamW) at lr × batch / 256
+        assert cfg.schedule.optimizer._target_ in ("timm.optim.Lars", "torch.optim.SGD", "torch.optim.Adam", "torch.optim.AdamW")
         assert cfg.schedule.lr_reference_batch == 256
     summary = train(cfg)
     assert summary["global_step"] == 1 and summary["method"] == method and summary["data"] == dataset
@@ -72,7 +73,8 @@ def test_every_experiment_preset_trains_with_its_own_values(preset, tmp_path):
         if key not in ("_target_", "projector", "predictor", *shrunk):
             assert trained["hparams"][key] == value, f"{preset}: method.{key}"
     assert trained["views"] == published.augment.num_views + published.augment.small_views
-    assert trained["backbone"] == ("SmallCNN" if "SmallCNN" in published.backbone._target_ else "ResNet")
+    kinds = {"SmallCNN": "SmallCNN", "resnet": "ResNet", "vit_": "VisionTransformer"}
+    assert trained["backbone"] == next(k for part, k in kinds.items() if part in f"{published.backbone._target_} {published.backbone.get('name')}")
     optimizer = published.schedule.optimizer
     scale = 2 / published.schedule.lr_reference_batch if published.schedule.get("lr_reference_batch") else 1.0
     for group in trained["groups"]:  # weights (and a static-lr predictor's), then biases + norms unless they decay too

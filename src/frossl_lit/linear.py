@@ -4,12 +4,17 @@ The standard protocol on a frozen backbone: a linear classifier (after an affine
 probe) trained with SGD + cosine for ``linear.epochs`` on the training images, each epoch with a fresh random
 resized crop + flip (the pretraining recipe's crop scale and flip unless ``linear.crop_scale`` is set;
 ``linear.augment=false``: on fixed un-augmented features, much faster), then top-1 / top-5
-on the validation split. Settings: conf/linear/standard.yaml. ``linear=from_run`` takes the protocol the run's
+on the validation split. Settings: conf/linear/standard.yaml; ``linear.head=linear`` drops the BatchNorm (a plain
+Linear, the sources' head) and ``linear.precision`` runs the backbone and the head under autocast (16-mixed:
+solo-learn's linear scripts, with a gradient scaler on CUDA). ``linear=from_run`` takes the protocol the run's
 preset published (its ``linear_eval`` block: e.g. Adam 1e-3 with steps at 40 and 80 for FroSSL on CIFAR);
 ``linear.*`` overrides on the command line still apply on top. Writes ``linear.json`` in the evaluation run dir.
 """
 
 from __future__ import annotations
+
+import contextlib
+import sys
 
 import hydra
 import torch
@@ -20,8 +25,38 @@ from omegaconf import DictConfig, OmegaConf
 from frossl_lit.config.overrides import CONF_DIR, check_command_line
 from frossl_lit.data.augment import ViewRecipe
 from frossl_lit.evaluation import extract_features, linear_head, linear_optimizer
+from frossl_lit.evaluation.linear_head import check_head
 from frossl_lit.evaluation.offline import load_pretrained, report, resolve_device, run_evaluation
-from frossl_lit.runtime.errors import UserError
+from frossl_lit.runtime.errors import UserError, require
+
+PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "16")
+
+
+def mixed_precision(precision, device: torch.device, key: str = "linear.precision"):
+    """``(autocast context factory, gradient scaler or None)`` of the offline protocol's ``precision``, as
+    Lightning's precision plugins do it (the protocol is a plain loop, not a Trainer):
+
+    - ``32-true`` / ``32`` (default): float32, no autocast (the protocol as it always ran);
+    - ``bf16-mixed``: ``torch.autocast(dtype=bfloat16)`` around the backbone and the head; no scaler;
+    - ``16-mixed`` (``16``, Lightning's older name, which solo-learn's scripts use): on CUDA ``torch.autocast(dtype=float16)`` and a ``GradScaler`` (Lightning's ``MixedPrecision``);
+      on a CPU, which has no fp16 autocast worth the name, bf16-mixed instead, with a warning — what Lightning does
+      with ``Trainer(accelerator="cpu", precision="16-mixed")`` (lightning/pytorch/trainer/connectors/
+      accelerator_connector.py, ``_check_and_init_precision``). solo-learn's linear scripts set ``precision:
+      16-mixed`` (OFSkean/FroSSL@e841c57 scripts/linear/{stl10,imagenet100,tiny-imagenet}/frossl.yaml:45; its
+      scripts/linear/cifar/frossl.yaml:51 says ``32``) or ``16`` (vturrisi/solo-learn@9187ea3 scripts/linear/*/*.yaml:45).
+
+    The loss is float32 either way (autocast computes cross-entropy in float32) and the features are stored float32."""
+    precision = {"16": "16-mixed", "32": "32-true"}.get(str(precision), str(precision))
+    require(key, precision, lambda v: v in PRECISIONS, "must be 32-true, bf16-mixed or 16-mixed",
+            f"e.g. {key}=16-mixed (solo-learn's linear scripts) or {key}=32-true")
+    if precision == "32-true":
+        return contextlib.nullcontext, None
+    dtype = torch.float16 if precision == "16-mixed" and device.type == "cuda" else torch.bfloat16
+    if precision == "16-mixed" and device.type != "cuda":
+        print(f"frossl_lit: warning: {key}=16-mixed on {device.type}: no fp16 autocast there, running bf16-mixed "
+              f"(as Lightning does)", file=sys.stderr)
+    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+    return (lambda: torch.autocast(device.type, dtype=dtype)), scaler
 
 
 def protocol(linear: DictConfig, run_cfg: DictConfig, command_line: list[str] | None = None) -> DictConfig:
@@ -45,6 +80,9 @@ def linear_evaluation(cfg: DictConfig) -> dict:
     backbone.to(device)
     command_line = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     settings = protocol(cfg.linear, run_cfg, command_line)
+    autocast, scaler = mixed_precision(settings.get("precision", "32-true"), device)
+    head_kind = settings.get("head", "bn_linear")
+    check_head(head_kind, "linear.head")  # a bad value: one line before any feature is computed
     train_loader, val_loader = datamodule.bank_dataloader(), datamodule.val_dataloader()
     size = datamodule.augment.eval_image_size
     recipe = datamodule.augment.recipes[0]  # crop scale and flip of the run's own recipe unless set here
@@ -52,10 +90,10 @@ def linear_evaluation(cfg: DictConfig) -> dict:
     crop = ViewRecipe(size=size, scale=scale, jitter_prob=0.0, grayscale_prob=0.0, hflip_prob=recipe.hflip_prob)
     augmented = lambda images: datamodule.augment.view(images, crop)  # one random view per image and epoch
     def embed(loader, transform=datamodule.augment.eval_transform, label=None):
-        return extract_features(backbone, loader, transform, device, progress=label)
+        return extract_features(backbone, loader, transform, device, autocast(), progress=label)
 
     fixed = None if settings.augment else embed(train_loader, label="features")
-    head = linear_head(backbone.out_dim, datamodule.num_classes).to(device)
+    head = linear_head(backbone.out_dim, datamodule.num_classes, head_kind, key="linear.head").to(device)
     optimizer, scheduler = linear_optimizer(head, settings)
     generator = torch.Generator().manual_seed(cfg.seed)
     for epoch in range(settings.epochs):
@@ -63,15 +101,21 @@ def linear_evaluation(cfg: DictConfig) -> dict:
         head.train()
         for index in torch.randperm(len(labels), generator=generator).split(settings.batch_size):
             index = index.to(device)
-            loss = F.cross_entropy(head(features[index]), labels[index])
+            with autocast():
+                loss = F.cross_entropy(head(features[index]), labels[index])
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            if scaler is None:
+                loss.backward()
+                optimizer.step()
+            else:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
         scheduler.step()
     head.eval()
     features, labels = embed(val_loader, label="validation")
-    with torch.no_grad():
-        scores = head(features)
+    with torch.no_grad(), autocast():
+        scores = head(features).float()
     protocol_used = OmegaConf.to_container(settings, resolve=True)
     return report(cfg, "linear", scores, labels, datamodule.num_classes, epochs=settings.epochs, protocol=protocol_used, augment=bool(settings.augment))
 

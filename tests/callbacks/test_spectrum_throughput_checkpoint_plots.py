@@ -49,3 +49,27 @@ def test_spectrum_throughput_step_checkpoint_and_plots_in_one_fit(tmp_path):
 def test_step_checkpoint_refuses_a_zero_interval(tmp_path):
     with pytest.raises(ValueError, match="every_n_steps=0 must be >= 1"):
         StepCheckpoint(dirpath=str(tmp_path), every_n_steps=0)
+
+
+def test_a_spectrum_wider_than_the_batch_comes_from_the_gram_matrix():
+    """N < D (DINO's 65536 prototype scores): the N×N Gram matrix's eigenvalues are the covariance's non-zero
+    ones, so the callback decomposes that and keeps min(N, D) values, never a D×D matrix."""
+    import types
+
+    import torch
+
+    from frossl_lit.callbacks.spectrum import SpectrumDiagnostics
+    from frossl_lit.methods.step import StepOutput
+
+    z = torch.randn(6, 40, generator=torch.Generator().manual_seed(0))  # float32, as the callback computes
+    callback, logged = SpectrumDiagnostics(every_n_steps=1), {}
+    trainer = types.SimpleNamespace(global_step=1, world_size=1, loggers=[])
+    module = types.SimpleNamespace(log=lambda name, value: logged.__setitem__(name, value))
+    output = StepOutput(loss=z.sum(), parts={}, features=z, embeddings=z, labels=torch.zeros(6, dtype=torch.long),
+                        method="test").for_lightning(z.sum())
+    callback.on_train_batch_end(trainer, module, output, None, 0)
+    centred = z.double() - z.double().mean(dim=0)
+    full = torch.linalg.eigvalsh(centred.T @ centred / 5).flip(0).clamp_min(0)  # the 40×40 covariance, in float64
+    assert callback.spectra[0].shape == (6,) and full[5:].max() < 1e-10  # rank N − 1: the rest are zeros
+    torch.testing.assert_close(torch.from_numpy(callback.spectra[0]).double(), full[:6], atol=1e-4, rtol=1e-5)
+    assert abs(float(logged["train/top_eigenvalue_fraction"]) - float(full[0] / full.sum())) < 1e-5

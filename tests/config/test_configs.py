@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from frossl_lit.train import build
-from tests.conftest import CONF_DIR, compose_config, compose_raw, make_tiny_dataset
+from tests.conftest import CONF_DIR, TINY_DATASETS, compose_config, compose_raw, make_tiny_dataset
 
 # experiment presets are smoke-run one by one in test_experiments.py
 GROUPS = ["method", "backbone", "data", "augment", "schedule", "trainer", "logger", "callbacks"]
@@ -22,7 +22,8 @@ CASES = [(group, option) for group in GROUPS for option in _options(group)]
 @pytest.mark.parametrize("group,option", CASES, ids=[f"{g}={o}" for g, o in CASES])
 def test_every_group_option_composes_and_instantiates(group, option, tmp_path):
     overrides = [f"{group}={option}"]
-    dataset = option.split("_")[0] if group in ("data", "augment") else None
+    named = [d for d in TINY_DATASETS if option == d or option.startswith(f"{d}_")]  # tiny_imagenet, cifar10_laptop …
+    dataset = (max(named, key=len) if named else option.split("_")[0]) if group in ("data", "augment") else None
     if dataset and dataset != "digits":  # tiny files in the real format where the config looks
         overrides = [f"data={dataset}", *make_tiny_dataset(dataset, tmp_path / "data"), f"{group}={option}"]
     if group == "method" and option != "frossl":

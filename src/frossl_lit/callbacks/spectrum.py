@@ -24,7 +24,10 @@ class SpectrumDiagnostics(L.Callback):
     (gathered over ranks), logged as ``train/effective_rank`` and ``train/top_eigenvalue_fraction``; the spectra
     over training are written to ``<run dir>/spectrum.npz`` (steps, eigenvalues in decreasing order).
 
-    The eigen-decomposition synchronises with the device, which is why it runs every N steps only.
+    The eigen-decomposition synchronises with the device, which is why it runs every N steps only. With more
+    dimensions than samples (N < D: DINO's 65536 prototype scores, a wide projector on a small batch) the
+    covariance has at most N − 1 non-zero eigenvalues, those of the N×N Gram matrix of the centred embeddings: they
+    are decomposed instead (a 65536² covariance would take 17 GB), and the spectrum holds min(N, D) values.
     """
 
     def __init__(self, every_n_steps: int = 50, filename: str = "spectrum.npz") -> None:
@@ -43,7 +46,8 @@ class SpectrumDiagnostics(L.Callback):
             return
         z = z - z.mean(dim=0, keepdim=True)
         try:  # a diverging step's embeddings are not finite: the divergence guard reports that, not this
-            eigenvalues = torch.linalg.eigvalsh(z.T @ z / (z.shape[0] - 1)).flip(0).clamp_min(0)
+            second_moment = z.T @ z if z.shape[1] <= z.shape[0] else z @ z.T  # the same non-zero eigenvalues
+            eigenvalues = torch.linalg.eigvalsh(second_moment / (z.shape[0] - 1)).flip(0).clamp_min(0)
         except torch.linalg.LinAlgError:
             return
         pl_module.log("train/effective_rank", effective_rank(eigenvalues))

@@ -6,7 +6,8 @@
   datasets in ``train_dataset`` / ``val_dataset`` / ``bank_dataset``; others read ``train_set`` / ``val_set`` /
   ``bank_set``); :mod:`.sampler`: :class:`ShardedBatchSampler`, the seeded DDP sharding;
 - the datasets: :mod:`.memory` (:class:`InMemoryDataModule`), :mod:`.digits`, :mod:`.cifar`, :mod:`.stl10`,
-  :mod:`.folder` (image folders, decoded crop-aware by :mod:`.decode`), :mod:`.streams` (LitData: the reader, and
+  :mod:`.folder` (image folders, decoded crop-aware by :mod:`.decode`), :mod:`.tiny_imagenet` (its download's
+  layout, over the folder machinery), :mod:`.streams` (LitData: the reader, and
   the writer ``python -m frossl_lit.prepare`` runs);
 - :mod:`.augment`: :class:`ViewRecipe` and :class:`ViewAugment`, the batched views made on the training device.
 """

@@ -10,7 +10,9 @@ and then resizing (what a PIL ``ImageFolder`` pipeline does) spends most of its 
    output size (:func:`dct_reduction`; libjpeg's other M/8 scales measured slower than a full decode);
 3. each box, moved onto the grid of the reduction (:func:`snap`, under half a decoded pixel), is cut from the
    decoded pixels and resized with torch's uint8 antialiased bilinear kernel, which runs
-   fastest on the decoder's pixel-interleaved (channels-last) layout.
+   fastest on the decoder's pixel-interleaved (channels-last) layout; or its uint8 antialiased bicubic kernel
+   (saturating at 0 and 255) for a recipe's ``interpolation: bicubic`` (solo-learn's and the official FroSSL code's
+   ``RandomResizedCrop(..., interpolation=BICUBIC)``).
 
 Non-JPEG files (PNG, WebP, …) take the same boxes on a full decode. Evaluation crops (short side resized to
 ``resize``, centre ``size``) are the box :func:`centre_box` with ``fraction = size / resize``.
@@ -39,6 +41,7 @@ class Crop:
     ratio: tuple[float, float] = (3 / 4, 4 / 3)
     random: bool = True
     fraction: float = 1.0
+    interpolation: str = "bilinear"  # the resize of the box: bilinear | bicubic (both antialiased)
 
     def box(self, width: int, height: int, rng: random.Random | None = None) -> Box:
         if self.random:
@@ -59,7 +62,7 @@ def eval_crop(size: int, resize: int | None = None) -> Crop:
 def view_crops(recipes) -> list[Crop]:
     """The crop of each view recipe (:class:`~frossl_lit.data.augment.recipe.ViewRecipe`: size, scale, ratio, random
     or whole), for loaders whose workers decode and crop every training view (image folders, streams of files)."""
-    return [Crop(r.size, tuple(r.scale), tuple(r.ratio), r.random_resized_crop) for r in recipes]
+    return [Crop(r.size, tuple(r.scale), tuple(r.ratio), r.random_resized_crop, interpolation=r.interpolation) for r in recipes]
 
 
 def random_box(width: int, height: int, scale, ratio, rng=random) -> Box:
@@ -120,9 +123,10 @@ def plan(width: int, height: int, crops: list[Crop], rng: random.Random | None =
     return factor, [snap(box, factor, width, height) for box in boxes]
 
 
-def resize_box(pixels: torch.Tensor, box: Box, size: int, factor: int = 1) -> torch.Tensor:
+def resize_box(pixels: torch.Tensor, box: Box, size: int, factor: int = 1, interpolation: str = "bilinear") -> torch.Tensor:
     """Cut ``box`` (full-image pixels) from ``pixels`` (uint8 C×H×W, decoded at 1/``factor`` scale) and resize it
-    to ``size``×``size`` (uint8, antialiased bilinear)."""
+    to ``size``×``size`` (uint8, antialiased ``interpolation``: bilinear or bicubic; torch's uint8 kernels round and
+    saturate, so bicubic's overshoot is clamped to [0, 255])."""
     left, top, w, h = box
     height, width = pixels.shape[-2:]
     x0, y0 = min(width - 1, int(left / factor)), min(height - 1, int(top / factor))
@@ -131,7 +135,7 @@ def resize_box(pixels: torch.Tensor, box: Box, size: int, factor: int = 1) -> to
     region = pixels[None, :, y0:y1, x0:x1]
     if region.shape[-2:] == (size, size):
         return region[0].contiguous()
-    return F.interpolate(region, size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
+    return F.interpolate(region, size=(size, size), mode=interpolation, antialias=True, align_corners=False)[0]
 
 
 def decode_views(data: bytes, crops: list[Crop], rng: random.Random | None = None) -> list[torch.Tensor]:
@@ -149,10 +153,10 @@ def decode_views(data: bytes, crops: list[Crop], rng: random.Random | None = Non
             min_size = {"min_height": -(-height // factor), "min_width": -(-width // factor)} if factor > 1 else {}
             pixels = simplejpeg.decode_jpeg(data, colorspace="RGB", fastdct=True, fastupsample=True, **min_size)
             pixels = torch.from_numpy(pixels).permute(2, 0, 1)
-            return [resize_box(pixels, box, crop.size, factor) for box, crop in zip(boxes, crops)]
+            return [resize_box(pixels, box, crop.size, factor, crop.interpolation) for box, crop in zip(boxes, crops)]
     pixels = decode_any(data).permute(1, 2, 0).contiguous().permute(2, 0, 1)  # channels-last: the fast resize
     height, width = pixels.shape[-2:]
-    return [resize_box(pixels, crop.box(width, height, rng), crop.size) for crop in crops]
+    return [resize_box(pixels, crop.box(width, height, rng), crop.size, interpolation=crop.interpolation) for crop in crops]
 
 
 def decode_any(data: bytes) -> torch.Tensor:

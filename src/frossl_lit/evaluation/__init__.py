@@ -5,7 +5,7 @@ commands (``python -m frossl_lit.knn`` / ``linear``) are thin users of these fun
 - :mod:`.features`: ``extract_features`` — a loader through a backbone, in eval mode, with any input transform
   (``model_features``: the same inside a Lightning run, for the callbacks).
 - :mod:`.knn`: ``knn_predict`` — class scores of queries against a labelled bank.
-- :mod:`.linear`: ``linear_head`` (BN(affine=False) → Linear) and ``linear_optimizer`` (the offline protocol).
+- :mod:`.linear_head`: ``linear_head`` (BN(affine=False) → Linear, or a plain Linear) and ``linear_optimizer``.
 - :mod:`.metrics`: ``top_k_metrics`` — top-1 / top-5 accuracy that syncs over DDP ranks.
 - :mod:`.offline`: loading a run's checkpoint and config, writing ``<name>.json``, the CLIs' error handling.
 """

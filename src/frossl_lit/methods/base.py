@@ -106,7 +106,12 @@ class SSLMethod(OptimizerSetup, L.LightningModule):
 
     def configure_model(self) -> None:
         """Channels-last weights and in-place ``torch.compile`` of the backbone and projector (``model.*``).
-        ``nn.Module.compile`` keeps the parameter names, so checkpoints load with or without it."""
+        ``nn.Module.compile`` keeps the parameter names, so checkpoints load with or without it. Channels-last is
+        skipped (the views stay contiguous) for a backbone without convolutional stages, a ViT: its one convolution,
+        the patch embedding, is flattened into tokens at once (``models.backbones.benefits_from_channels_last``)."""
+        from frossl_lit.models.backbones import benefits_from_channels_last
+
+        self.channels_last = self.channels_last and benefits_from_channels_last(self.backbone)
         if self.channels_last:
             self.backbone.to(memory_format=torch.channels_last)
         if self.compile_options is not None and not getattr(self, "_compiled", False):
@@ -158,7 +163,8 @@ class SSLMethod(OptimizerSetup, L.LightningModule):
         self.log_loss(total, parts)
         step = StepOutput(loss=total.detach(), parts={part: value.detach() for part, value in parts.items()},
                           features=branches.features[0].detach(), embeddings=branches.embeddings[0].detach(),
-                          labels=labels, method=self.name)
+                          labels=labels, method=self.name,
+                          large_features=[f.detach() for f in branches.features[:target_view_count(views)]])
         return step.for_lightning(total)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

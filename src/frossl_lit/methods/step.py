@@ -48,6 +48,9 @@ class StepOutput:
       ``train/<method>/<part>``.
     - ``features`` / ``embeddings``: the first view's backbone features and projector outputs (B, D).
     - ``labels``: the batch's labels (B,) (-1 where a dataset has none).
+    - ``large_features``: the backbone features of every large view (the leading views of the first view's size,
+      :func:`target_view_count`), detached: views of tensors the step holds anyway (no copy, no compute); the
+      online probe's ``views=large`` (solo-learn's classifier on every large crop). None from a step that has none.
     - ``method``: the method's name, the prefix of its logged parts.
     """
 
@@ -57,6 +60,7 @@ class StepOutput:
     embeddings: torch.Tensor
     labels: torch.Tensor
     method: str
+    large_features: list[torch.Tensor] | None = None
 
     KEY = "step"  # where the output travels in the dict Lightning passes on to ``on_train_batch_end``
 

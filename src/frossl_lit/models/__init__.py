@@ -1,4 +1,4 @@
-from frossl_lit.models.backbones import SmallCNN, resnet
+from frossl_lit.models.backbones import SmallCNN, resnet, timm_backbone
 from frossl_lit.models.projector import Projector
 
-__all__ = ["Projector", "SmallCNN", "resnet"]
+__all__ = ["Projector", "SmallCNN", "resnet", "timm_backbone"]

@@ -1,4 +1,5 @@
-"""Backbones: torchvision ResNets (optionally with the CIFAR stem) and a small CNN for CPU runs.
+"""Backbones: torchvision ResNets (optionally with the CIFAR stem), a small CNN for CPU runs, and any timm model
+(Vision Transformers included) through :func:`timm_backbone`.
 
 The contract (:class:`Backbone`): a module that maps images (B, C, H, W) to features (B, out_dim) and carries
 ``out_dim`` (an int), which the projector, the online probe and the offline heads are sized by.
@@ -6,11 +7,16 @@ The contract (:class:`Backbone`): a module that maps images (B, C, H, W) to feat
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+import difflib
+import os
+from typing import Any, Protocol, runtime_checkable
+from urllib.parse import urlparse
 
 import torch
 import torchvision
 from torch import nn
+
+from frossl_lit.runtime.errors import UserError
 
 
 @runtime_checkable
@@ -99,3 +105,76 @@ class SmallCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pool(self.features(x)).flatten(1)
+
+
+def timm_backbone(
+    name: str = "resnet50",
+    pretrained: bool = False,
+    img_size: int | None = None,
+    in_channels: int = 3,
+    **kwargs: Any,
+) -> nn.Module:
+    """Any timm model as a backbone: ``timm.create_model(name, num_classes=0, in_chans=in_channels, **kwargs)``,
+    which returns pooled features; ``out_dim`` is the width of those features (``head_hidden_size``, else
+    ``num_features``).
+
+    ``img_size`` (the side of the training crops) is passed to models that take one (ViTs, Swin, …: their position
+    embeddings are sized by it) and dropped for the others (ResNets, ConvNeXts, … run at any size). Other keyword
+    arguments go to the model as they are (ViT: ``patch_size``, ``embed_dim``, ``depth``, ``num_heads``,
+    ``dynamic_img_size``, ``drop_path_rate``, …). ``pretrained=True`` loads timm's weights only from the local
+    caches (Hugging Face hub or torch hub), never downloads them during a run: a UserError says how to fetch them
+    when they are not there. An unknown ``name`` is a UserError naming the closest timm models.
+    """
+    import timm
+
+    if not timm.is_model(name):
+        close = difflib.get_close_matches(name, timm.list_models(), n=3, cutoff=0.6)
+        hint = f"did you mean {' or '.join(close)}?" if close else "python -c 'import timm; print(timm.list_models(\"*vit*\"))' lists them"
+        raise UserError(f"backbone.name={name!r} is not a timm model; {hint}")
+    if pretrained and not _cached_pretrained_weights(name, kwargs):
+        raise UserError(
+            f"backbone.pretrained=true: timm's weights of {name!r} are not in the local cache and runs never download; "
+            f"fetch them once with python -c 'import timm; timm.create_model(\"{name}\", pretrained=True)', or set backbone.pretrained=false")
+    options = dict(pretrained=pretrained, num_classes=0, in_chans=in_channels, **kwargs)
+    if img_size is not None:
+        try:
+            model = timm.create_model(name, img_size=img_size, **options)
+        except TypeError as error:  # a model without position embeddings: any size runs
+            if "img_size" not in str(error):
+                raise
+            model = timm.create_model(name, **options)
+    else:
+        model = timm.create_model(name, **options)
+    model.out_dim = int(getattr(model, "head_hidden_size", None) or model.num_features)
+    return model
+
+
+def _cached_pretrained_weights(name: str, kwargs: dict[str, Any]) -> bool:
+    """Whether timm finds ``name``'s pretrained weights without the network: a local file (``pretrained_cfg_overlay``
+    ``file``), the Hugging Face hub cache, or the torch hub cache of the weights' URL (where timm's
+    ``download_cached_file`` puts them)."""
+    from timm.models import get_pretrained_cfg
+
+    overlay = kwargs.get("pretrained_cfg_overlay") or {}
+    if overlay.get("file"):
+        return os.path.isfile(overlay["file"])
+    cfg = get_pretrained_cfg(name)
+    if cfg is None:
+        return False
+    if cfg.hf_hub_id:
+        from huggingface_hub import try_to_load_from_cache
+
+        repo, _, revision = cfg.hf_hub_id.partition("@")
+        files = [cfg.hf_hub_filename] if cfg.hf_hub_filename else ["model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin"]
+        if any(isinstance(try_to_load_from_cache(repo, file, revision=revision or None), str) for file in files):
+            return True
+    if not cfg.url:
+        return False
+    return os.path.isfile(os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(urlparse(cfg.url).path)))
+
+
+def benefits_from_channels_last(backbone: nn.Module) -> bool:
+    """Whether channels-last memory format can speed ``backbone`` up: it has convolutional stages, i.e. more than one
+    ``nn.Conv2d``. A ViT's only convolution is its patch embedding, right after which the tokens are flattened:
+    channels-last would only add a copy there."""
+    return sum(isinstance(module, nn.Conv2d) for module in backbone.modules()) > 1

@@ -3,7 +3,8 @@
 :class:`~frossl_lit.data.augment.recipe.ViewRecipe`; :class:`~frossl_lit.data.augment.views.ViewAugment` strings
 views into a batch's V views.
 
-Crop, flip and resize are one ``grid_sample`` with a per-sample affine grid; colour jitter, grayscale and
+Crop, flip and resize are one ``grid_sample`` with a per-sample affine grid (bilinear), or two batched products with
+per-sample antialiased bicubic weight matrices (a recipe's ``interpolation: bicubic``, solo-learn's); colour jitter, grayscale and
 solarisation are batched blends with per-sample factors (identity factors where a sample's coin says "skip"); hue is
 a per-sample rotation about the grey axis in YIQ space (as NVIDIA DALI does) and blur is kornia's
 ``gaussian_blur2d`` with a per-sample sigma. Hand-written because torchvision's v2 transforms draw one set of
@@ -76,11 +77,67 @@ def sample_crops(batch: int, height: int, width: int, recipe: ViewRecipe, genera
 
 
 def resized_crop_flip(x: torch.Tensor, recipe: ViewRecipe, generator: torch.Generator) -> torch.Tensor:
-    """A random resized crop (with a random horizontal flip) of every sample, at ``recipe.size``."""
-    batch, channels, height, width = x.shape
+    """A random resized crop (with a random horizontal flip) of every sample, at ``recipe.size``, resampled as
+    ``recipe.interpolation`` says (:func:`crop_resample`)."""
+    batch, _, height, width = x.shape
     theta = sample_crops(batch, height, width, recipe, generator, x.device)
-    grid = F.affine_grid(theta, [batch, channels, recipe.size, recipe.size], align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    return crop_resample(x, theta, recipe.size, recipe.interpolation)
+
+
+def crop_resample(x: torch.Tensor, theta: torch.Tensor, size: int, interpolation: str = "bilinear") -> torch.Tensor:
+    """The boxes of ``theta`` (:func:`sample_crops`' affine matrices: box, aspect and flip) cut from ``x`` and
+    resampled to ``size`` × ``size``.
+
+    ``bilinear``: one ``grid_sample`` (bilinear taps, no antialiasing, reflection at the image border); this
+    framework's crop. ``bicubic``: the crop torchvision's ``RandomResizedCrop(..., interpolation=BICUBIC)`` makes
+    (solo-learn's, vturrisi/solo-learn@9187ea3 solo/data/pretrain_dataloader.py:221-225, and the official FroSSL
+    code's, OFSkean/FroSSL@e841c57 solo/data/pretrain_dataloader.py:222-226): antialiased bicubic (Keys' a=-0.5,
+    PIL's and torch's antialiased kernel) over the pixels inside the box, as :func:`bicubic_weights`; clamped to
+    [0, 1] (bicubic overshoots at edges)."""
+    batch, channels, height, width = x.shape
+    if interpolation == "bilinear":
+        grid = F.affine_grid(theta, [batch, channels, size, size], align_corners=False)
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    if interpolation != "bicubic":
+        raise ValueError(f"interpolation={interpolation!r} must be bilinear or bicubic")
+    # normalised [-1, 1] (align_corners=False: pixel edges) → pixels; a negative x scale is a horizontal flip
+    half_w, half_h = theta[:, 0, 0].abs(), theta[:, 1, 1]
+    left = (theta[:, 0, 2] - half_w + 1) * (width / 2)
+    top = (theta[:, 1, 2] - half_h + 1) * (height / 2)
+    rows = bicubic_weights(top, half_h * height, height, size, x.dtype)  # (B, size, H)
+    columns = bicubic_weights(left, half_w * width, width, size, x.dtype)  # (B, size, W)
+    columns = torch.where((theta[:, 0, 0] < 0).view(-1, 1, 1), columns.flip(1), columns)
+    out = torch.einsum("bsh,bchw->bcsw", rows, x)
+    return torch.einsum("bcsw,btw->bcst", out, columns).clamp_(0, 1)
+
+
+def _keys_cubic(d: torch.Tensor, a: float = -0.5) -> torch.Tensor:
+    d = d.abs()
+    near = ((a + 2) * d - (a + 3)) * d * d + 1
+    far = ((a * d - 5 * a) * d + 8 * a) * d - 4 * a
+    return torch.where(d < 1, near, torch.where(d < 2, far, torch.zeros_like(d)))
+
+
+def bicubic_weights(start: torch.Tensor, length: torch.Tensor, pixels: int, size: int, dtype=torch.float32) -> torch.Tensor:
+    """Per-sample resampling matrices (B, ``size``, ``pixels``) of an antialiased bicubic resize of the interval
+    [``start``, ``start + length``) (pixel units, per sample (B,)) of a line of ``pixels`` pixels to ``size``.
+
+    torch's antialiased kernel (``F.interpolate(..., mode="bicubic", antialias=True)``, aten UpSampleKernel's
+    ``_compute_indices_min_size_weights_aa``): output pixel i is centred at ``start + (i + 0.5) · scale``
+    (``scale = length / size``); input pixel j (centre j + 0.5) weighs ``cubic((j + 0.5 − centre) / max(scale, 1))``
+    with Keys' a = −0.5, over the pixels whose centres lie in the interval (what cropping first, as torchvision
+    does, leaves), normalised to sum 1. For an integer box this is exactly ``resized_crop``'s bicubic antialiased
+    resize; a fractional box (the device's continuous crop) is the same formula."""
+    scale = length / size
+    stretch = scale.clamp(min=1.0)
+    centres = start[:, None] + scale[:, None] * (torch.arange(size, device=start.device, dtype=start.dtype) + 0.5)
+    pixel = torch.arange(pixels, device=start.device, dtype=start.dtype) + 0.5
+    weights = _keys_cubic((pixel[None, None, :] - centres[:, :, None]) / stretch[:, None, None])
+    inside = (pixel[None, :] >= start[:, None] - 1e-4) & (pixel[None, :] <= (start + length)[:, None] + 1e-4)
+    weights = weights * inside[:, None, :]
+    total = weights.sum(-1, keepdim=True)
+    nearest = F.one_hot(centres.floor().long().clamp(0, pixels - 1), pixels).to(weights.dtype)  # a box under a pixel
+    return torch.where(total > 0, weights / total.clamp_min(1e-12), nearest).to(dtype)
 
 
 def resize(x: torch.Tensor, size: int, mode: str = "bicubic") -> torch.Tensor:

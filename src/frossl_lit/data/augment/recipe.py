@@ -6,6 +6,7 @@ from dataclasses import InitVar, dataclass
 
 from frossl_lit.runtime.errors import number, positive_int, require
 
+INTERPOLATIONS = ("bilinear", "bicubic")
 PROBABILITIES = ("hflip_prob", "jitter_prob", "grayscale_prob", "blur_prob", "solarize_prob")
 
 
@@ -30,6 +31,9 @@ class ViewRecipe:
     random_resized_crop: bool = True  # false: the whole image resized to ``size`` (solo-learn's rrc.enabled=false)
     scale: tuple[float, float] = (0.08, 1.0)
     ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    # the crop's resampling: bilinear (this framework's) or bicubic, antialiased (solo-learn's and the official
+    # FroSSL code's RandomResizedCrop(..., interpolation=BICUBIC)); see kernels.resized_crop_flip
+    interpolation: str = "bilinear"
     hflip_prob: float = 0.5
     jitter_prob: float = 0.8
     brightness: float = 0.4
@@ -50,4 +54,6 @@ class ViewRecipe:
         require(f"{where}scale", self.scale, _scale, "must be [min, max] with 0 < min <= max <= 1 (fractions of the image area)",
                 f"e.g. {where}scale=[0.08,1.0]")
         require(f"{where}size", self.size, positive_int, "must be a positive number of pixels", f"e.g. {where}size=32")
+        require(f"{where}interpolation", self.interpolation, lambda v: v in INTERPOLATIONS, "must be bilinear or bicubic",
+                f"e.g. {where}interpolation=bicubic")
         require(f"{where}hue", self.hue, lambda v: number(v) and 0.0 <= v <= 0.5, "must lie in [0, 0.5]", f"e.g. {where}hue=0.1")

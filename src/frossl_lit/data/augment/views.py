@@ -18,6 +18,15 @@ Differences from torchvision's per-image pipeline, by design: the colour-jitter 
 per view batch rather than per image, and a random-resized crop whose sampled box does not fit is clamped to the
 image instead of re-sampled up to ten times; hue turns in YIQ rather than HSV (see
 :func:`frossl_lit.data.augment.kernels.hue_rotation`).
+
+Resampling: a recipe's ``interpolation`` (bilinear | bicubic) is the random-resized crop's on every path — on the
+device (:func:`~frossl_lit.data.augment.kernels.crop_resample`) and in the workers' crop-aware decode
+(:func:`frossl_lit.data.decode.resize_box`); bicubic is torchvision's antialiased bicubic of the same box, clamped.
+A recipe without random crops resizes the whole image with antialiased bicubic on the device whatever
+``interpolation`` says (solo-learn's ``Resize(..., BICUBIC)``, as before the key existed; with image files the
+workers' resize follows ``interpolation``). The evaluation resize (:meth:`ViewAugment.eval_transform`, and the
+decode's evaluation crop) stays antialiased bilinear: solo-learn's evaluation transforms use torchvision's default
+(vturrisi/solo-learn@9187ea3 solo/data/classification_dataloader.py:57, ``Resize(256)``).
 """
 
 from __future__ import annotations

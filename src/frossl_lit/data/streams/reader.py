@@ -99,7 +99,7 @@ class StreamingDataModule(SSLDataModule):
 
     Built by :func:`frossl_lit.data.datamodule` in place of the dataset's own module: the dataset's config keys
     that only locate its native files (``root``, ``holdout_fraction``, …) are accepted and unused; the recipe, batch
-    sizes, workers and seed are the dataset config's as usual.
+    sizes, workers, seed and evaluation crop (``eval_resize``) are the dataset config's as usual.
     """
 
     def __init__(
@@ -108,6 +108,7 @@ class StreamingDataModule(SSLDataModule):
         stream: str | None = None,
         cache_dir: str | None = None,
         fit_small_images: bool = True,
+        eval_resize: int | None = None,
         **source_keys,
     ) -> None:
         shared = ("augment", "batch_size", "eval_batch_size", "num_workers", "pin_memory", "seed")
@@ -117,6 +118,7 @@ class StreamingDataModule(SSLDataModule):
         stream = str(stream).rstrip("/")
         self.stream = stream if is_url(stream) else str(Path(stream).expanduser().resolve())
         self.cache_dir = cache_dir
+        self.eval_resize = eval_resize  # an image folder's evaluation resize (data.eval_resize), as from its files
         try:
             self.meta = json.loads(read_text(f"{self.stream}/{META_FILE}"))
         except FileNotFoundError:
@@ -138,7 +140,7 @@ class StreamingDataModule(SSLDataModule):
         return StreamItems(split_dir(self.stream, split), read_labels(labels_file(self.stream, split)), crop, self.cache_dir)
 
     def _eval_crop(self) -> Crop | None:
-        return eval_crop(self.augment.eval_image_size) if self.encoded else None
+        return eval_crop(self.augment.eval_image_size, self.eval_resize) if self.encoded else None
 
     def train_dataset(self) -> Dataset:
         return self._items("train")
