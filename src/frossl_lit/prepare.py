@@ -3,8 +3,9 @@ data.root=/datasets/imagenet out=/datasets/imagenet-litdata``.
 
 Composes the same ``data`` config training uses (its splits: a CIFAR hold-out, a folder's ``val_fraction``, STL-10's
 kNN bank all carry over) and writes ``out/train``, ``out/val`` (and ``out/bank``) with a progress bar, plus
-``out/frossl_meta.json``. Train from it with ``data=<same dataset> data.format=litdata data.stream=out``; on other
-nodes ``data.stream`` may be an ``s3://`` copy of ``out`` (:mod:`frossl_lit.data.streams`).
+``out/frossl_meta.json``. Train from it with ``data=<same dataset> data.format=litdata data.stream=out``. ``out`` may
+be an ``s3://bucket/prefix`` URL: the endpoint, credentials and bucket are checked first, then each split is
+uploaded as it is written (:mod:`frossl_lit.data.streams.s3`: the standard AWS variables and ``~/.aws`` files).
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ from frossl_lit.runtime.errors import UserError, exits_on_user_error, fail, unwr
 from frossl_lit.runtime.fileio import atomic_write
 from frossl_lit.runtime.hydra_ddp import single_job_command_line
 from frossl_lit.runtime.loggers import continue_csv_history, read_csv_history
+from frossl_lit.runtime.preemption import PreemptionCheckpoint
 from frossl_lit.runtime.resume import (
     RunRecord,
     ScheduleOverride,
@@ -56,6 +57,8 @@ def build(cfg: DictConfig, resume: dict[str, Any] | None = None) -> tuple[L.Ligh
     )
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
     callbacks.append(RunRecord(resolved(cfg)))  # every checkpoint carries the run's config (frossl_lit.runtime.resume)
+    # a scheduler's warning signal (SIGUSR1/2; SIGTERM in a SLURM job): last.ckpt at the next step, requeue, exit
+    callbacks.append(PreemptionCheckpoint(Path(cfg.paths.output_dir, "checkpoints")))
     if resume is not None and (cfg.get("resume") or {}).get("override_schedule"):
         callbacks.append(ScheduleOverride())  # the new schedule, once Lightning has restored the old one
     if cfg.trainer.get("enable_progress_bar", True):
@@ -80,7 +83,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 def _resume_checkpoint(cfg: DictConfig) -> tuple[str | None, dict[str, Any] | None]:
     """The checkpoint the run continues from: with ``resume.auto`` its own ``last.ckpt`` when there is one, else
     ``ckpt_path``; checked against this run's shape and schedule (:mod:`frossl_lit.runtime.resume`)."""
-    own = rundir.own_checkpoint(cfg.paths.output_dir) if (cfg.get("resume") or {}).get("auto") else None
+    own = rundir.own_checkpoint(cfg.paths.output_dir) if rundir.auto_resume(cfg) else None  # or a requeued SLURM job
     path = str(own) if own is not None else cfg.get("ckpt_path")
     if not path:
         return None, None
@@ -147,8 +150,14 @@ def _print_summary(summary: dict[str, Any]) -> None:
 # an absolute config path: a relative one resolves against the package (``pkg://frossl_lit/conf``, not a module)
 # when main() is called from the console script or in-process rather than as ``python -m``
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
-@exits_on_user_error()  # a value the user can fix: one line, exit status 2
 def _hydra_main(cfg: DictConfig) -> float | None:
+    # a `with`, not the decorator: a launcher that pickles this function (submitit) cannot pickle a decorator's
+    # generator-based context manager
+    with exits_on_user_error():  # a value the user can fix: one line, exit status 2
+        return _task(cfg)
+
+
+def _task(cfg: DictConfig) -> float | None:
     try:
         summary = train(cfg)
     except DivergedError as error:  # the run itself went wrong, not its configuration
@@ -179,4 +188,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # `python -m frossl_lit.train`: run the importable module's main(), so that a launcher which pickles the task
+    # function (hydra/launcher=slurm: submitit) pickles frossl_lit.train._hydra_main by reference, not __main__'s by value
+    from frossl_lit.train import main as importable_main
+
+    importable_main()

@@ -143,23 +143,33 @@ def _rank_epoch(rank: int, port: int, out: str, queue) -> None:
         queue.put((rank, traceback.format_exc(), 0))
 
 
-def test_each_ddp_rank_reads_a_disjoint_equal_share_of_an_epoch(tmp_path):
-    _index_stream(tmp_path / "stream", 200)
-    context = multiprocessing.get_context("fork")  # the children inherit the imports: no 12 s re-import each
+def two_rank_epoch(target, args_of_rank) -> dict[int, tuple[list, int]]:
+    """``target(rank, port, *args_of_rank(rank), queue)`` on 2 forked processes (the children inherit the imports:
+    no 12 s re-import each): each rank's (images seen in one epoch, batches)."""
+    context = multiprocessing.get_context("fork")
     queue, port = context.Queue(), free_port()
-    processes = [context.Process(target=_rank_epoch, args=(rank, port, str(tmp_path / "stream"), queue)) for rank in range(2)]
+    processes = [context.Process(target=target, args=(rank, port, *args_of_rank(rank), queue)) for rank in range(2)]
     for process in processes:
         process.start()
     results = dict((rank, (seen, batches)) for rank, seen, batches in (queue.get(timeout=120) for _ in processes))
     for process in processes:
         process.join(timeout=60)
+    return results
+
+
+def assert_disjoint_equal_shuffled_shares(results, images: int = 200, batch: int = 16) -> None:
     for seen, _ in results.values():
         assert isinstance(seen, list), seen
     (first, batches0), (second, batches1) = results[0], results[1]
     assert not set(first) & set(second), "two ranks read the same image in one epoch"
-    assert len(first) == len(second) == 16 * batches0 and batches0 == batches1 > 0
-    assert len(set(first) | set(second)) >= 200 - 2 * 16  # at most one batch per rank dropped
+    assert len(first) == len(second) == batch * batches0 and batches0 == batches1 > 0
+    assert len(set(first) | set(second)) >= images - 2 * batch  # at most one batch per rank dropped
     assert first != sorted(first)  # shuffled
+
+
+def test_each_ddp_rank_reads_a_disjoint_equal_share_of_an_epoch(tmp_path):
+    _index_stream(tmp_path / "stream", 200)
+    assert_disjoint_equal_shuffled_shares(two_rank_epoch(_rank_epoch, lambda rank: (str(tmp_path / "stream"),)))
 
 
 # -- resume: a run killed mid-epoch continues with the images it had not seen --------------------------------------

@@ -26,6 +26,7 @@ CASES = {
     "bench_losses": (lambda root, tmp: [], "| 32 | 64 | 2 |"),
     "bench_methods_cifar10": (lambda root, tmp: ["--root", str(root), "--runs-dir", str(tmp / "runs")], "| frossl_v2 | 2 |"),
     "bench_step": (lambda root, tmp: ["--root", str(root)], "| small_cnn | eager |"),
+    "gpu_check": (lambda root, tmp: ["--root", str(root)], "| eager fp32 |"),
     "laptop_cifar10": (lambda root, tmp: ["--root", str(root), "--runs-dir", str(tmp / "runs")], "| frossl |"),
     "study_cifar10": (lambda root, tmp: ["--dir", str(tmp / "study")], "| frossl | 1 |"),
     "views_cifar10": (lambda root, tmp: ["--root", str(root), "--runs-dir", str(tmp / "runs")], "| frossl_v2 | 2 |"),

@@ -160,9 +160,21 @@ def own_checkpoint(directory: str | os.PathLike) -> Path | None:
     return last if last.is_file() else None
 
 
+def requeued() -> bool:
+    """Whether this process is a SLURM job's restart (requeued after a preemption, ``SLURM_RESTART_COUNT`` > 0): its
+    run then continues from its directory's own ``last.ckpt`` as with ``resume.auto=true`` (frossl_lit.runtime.preemption)."""
+    count = os.environ.get("SLURM_RESTART_COUNT", "").strip()
+    return count.isdigit() and int(count) > 0
+
+
+def auto_resume(cfg: DictConfig) -> bool:
+    """``resume.auto``, or a requeued SLURM job (:func:`requeued`)."""
+    return bool((cfg.get("resume") or {}).get("auto", False)) or requeued()
+
+
 def _resume_settings(cfg: DictConfig) -> dict[str, Any]:
     resume = cfg.get("resume") or {}
-    return {"auto": bool(resume.get("auto", False)), "overwrite": bool(resume.get("overwrite", False)),
+    return {"auto": auto_resume(cfg), "overwrite": bool(resume.get("overwrite", False)),
             "ckpt_path": cfg.get("ckpt_path")}
 
 

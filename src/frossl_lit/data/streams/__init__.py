@@ -1,7 +1,7 @@
 """LitData streams: any DataModule's splits as LitData chunks, written by ``python -m frossl_lit.prepare``
 (:mod:`.writer`, imported by that command alone), and the DataModule that trains from them (:mod:`.reader`:
 ``data.format=litdata data.stream=DIR``, a local folder or an ``s3://`` / ``gs://`` URL that LitData streams and
-caches). :mod:`.layout` is what both agree on.
+caches; :mod:`.s3` checks and writes S3). :mod:`.layout` is what both agree on.
 
 Layout of a stream ``DIR``: ``DIR/train`` (and ``DIR/val``, ``DIR/bank`` when the source has them) hold LitData chunks
 of items ``{"image", "label", "index"}``, ``DIR/<split>_labels.npy`` each split's labels in order;

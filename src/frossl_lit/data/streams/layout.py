@@ -1,5 +1,5 @@
 """What the stream writer and reader agree on: where a stream's files lie, and reading its small files from a local
-folder or a URL (fsspec: ``s3://`` needs s3fs, ``gs://`` gcsfs)."""
+folder or a URL (``s3://`` through boto3, :mod:`.s3`; other URLs through fsspec: ``gs://`` needs gcsfs)."""
 
 from __future__ import annotations
 
@@ -29,6 +29,10 @@ def read_text(location: str) -> str:
     """A small file from a local path or a URL."""
     if not is_url(location):
         return Path(location).expanduser().read_text()
+    if location.startswith("s3://"):
+        from frossl_lit.data.streams.s3 import read_bytes
+
+        return read_bytes(location).decode()
     import fsspec
 
     with fsspec.open(location, "r") as handle:
@@ -40,6 +44,10 @@ def read_labels(location: str) -> np.ndarray:
         return np.load(Path(location).expanduser())
     import io
 
+    if location.startswith("s3://"):
+        from frossl_lit.data.streams.s3 import read_bytes
+
+        return np.load(io.BytesIO(read_bytes(location)))
     import fsspec
 
     with fsspec.open(location, "rb") as handle:

@@ -20,6 +20,8 @@ from torch.utils.data import DataLoader, Dataset
 from frossl_lit.data.base import SSLDataModule
 from frossl_lit.data.decode import Crop, decode_views, eval_crop, view_crops
 from frossl_lit.data.streams.layout import META_FILE, is_url, labels_file, read_labels, read_text, split_dir
+from frossl_lit.data.streams.s3 import check as check_s3
+from frossl_lit.data.streams.s3 import is_s3
 from frossl_lit.runtime.errors import DataNotFoundError, UserError
 from frossl_lit.runtime.loop_position import batches_consumed
 
@@ -94,6 +96,21 @@ def _train_loader_class():
     return TrainLoader
 
 
+def _with_this_cache(state: dict[str, Any], dataset) -> dict[str, Any]:
+    """A loader state saved while streaming a URL, with this process's chunk cache in place of the saved run's.
+
+    LitData records where it cached a URL's chunks and refuses a state whose cache folder differs, so a run resumed
+    on another node or with another ``data.cache_dir`` (a job's own scratch disk) would stop. The cache only holds
+    copies of the URL's chunks, which the state's URL still names (and LitData still checks): the position is the
+    same. Local streams keep their state as saved (their folder is the data itself)."""
+    saved = state.get("dataset")
+    url = getattr(getattr(dataset, "input_dir", None), "url", None)
+    if not isinstance(saved, dict) or not url or saved.get("input_dir_url") != url:
+        return state
+    here = {"input_dir_path": dataset.input_dir.path, "cache_dir_path": getattr(dataset.cache_dir, "path", None)}
+    return {**state, "dataset": {**saved, **here}}
+
+
 class StreamingDataModule(SSLDataModule):
     """Train from a stream written by ``python -m frossl_lit.prepare`` (``data.format=litdata data.stream=DIR``).
 
@@ -119,6 +136,8 @@ class StreamingDataModule(SSLDataModule):
         self.stream = stream if is_url(stream) else str(Path(stream).expanduser().resolve())
         self.cache_dir = cache_dir
         self.eval_resize = eval_resize  # an image folder's evaluation resize (data.eval_resize), as from its files
+        if is_s3(self.stream):  # endpoint, credentials and bucket, before LitData's long-retrying client meets them
+            check_s3(self.stream)
         try:
             self.meta = json.loads(read_text(f"{self.stream}/{META_FILE}"))
         except FileNotFoundError:
@@ -165,7 +184,7 @@ class StreamingDataModule(SSLDataModule):
         if trainer is not None:
             loader.consumed = lambda: batches_consumed(trainer)
         if self._loader_state is not None:  # a resumed run: continue the epoch after the batches it had trained on
-            loader.load_state_dict(self._loader_state)
+            loader.load_state_dict(_with_this_cache(self._loader_state, dataset))
             self._loader_state = None
         self._train_loader = loader
         return loader

@@ -1,9 +1,12 @@
-"""Write any DataModule's splits as a LitData stream (:func:`write_stream`, run by ``python -m frossl_lit.prepare``);
-the layout is :mod:`frossl_lit.data.streams`'. Only that command imports this module."""
+"""Write any DataModule's splits as a LitData stream (:func:`write_stream`, run by ``python -m frossl_lit.prepare``)
+into a local folder or S3 (:mod:`.s3`); the layout is :mod:`frossl_lit.data.streams`'. Only that command imports
+this module."""
 
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +14,9 @@ import torch
 from torch.utils.data import Dataset
 
 from frossl_lit.data.base import SSLDataModule
-from frossl_lit.data.streams.layout import META_FILE, SPLITS, is_url
+from frossl_lit.data.streams.layout import META_FILE, SPLITS, is_url, labels_file, split_dir
+from frossl_lit.data.streams.s3 import check as check_s3
+from frossl_lit.data.streams.s3 import holds_objects, is_s3, upload_file, upload_folder
 from frossl_lit.runtime.errors import UserError
 
 
@@ -64,12 +69,26 @@ def write_split(dataset: Dataset, out: str, chunk_bytes: str = "64MB", progress:
 
 def write_stream(datamodule: SSLDataModule, out: str, chunk_bytes: str = "64MB", progress: bool = True, source: dict | None = None) -> dict:
     """Convert a DataModule's training split, its validation split and (when it differs from training) its kNN
-    bank into a stream at ``out``; returns the metadata written beside them."""
-    out_path = Path(out).expanduser()
+    bank into a stream at ``out``, a local folder or an ``s3://bucket/prefix`` URL; returns the metadata written
+    beside them. For S3 each split is written to a temporary folder (``TMPDIR``), uploaded and deleted before the
+    next, and the metadata file goes last: a stream whose upload broke off holds no ``frossl_meta.json``."""
+    if is_s3(out):
+        out = out.rstrip("/")
+        check_s3(out)  # endpoint, credentials and bucket, before any conversion
+        if holds_objects(out):
+            raise UserError(f"{out} already holds objects; delete them (aws s3 rm --recursive {out}) or choose another out=")
+        with tempfile.TemporaryDirectory(prefix="frossl-stream-") as staging:
+            return _write(datamodule, Path(staging), chunk_bytes, progress, source, upload_to=out)
     if is_url(out):
-        raise UserError(f"out={out}: write the stream to a local folder, then copy it to object storage (e.g. aws s3 sync)")
+        raise UserError(f"out={out}: streams are written to a local folder or to s3://; write one locally, then copy it (e.g. gsutil rsync)")
+    out_path = Path(out).expanduser()
     if (out_path / META_FILE).exists() or any((out_path / s).exists() for s in SPLITS):
         raise UserError(f"{out_path} already holds a stream; delete it or choose another out=")
+    return _write(datamodule, out_path, chunk_bytes, progress, source)
+
+
+def _write(datamodule: SSLDataModule, out_path: Path, chunk_bytes: str, progress: bool, source: dict | None,
+           upload_to: str | None = None) -> dict:
     datamodule.setup("fit")
     train = datamodule.train_set
     splits = {"train": train}
@@ -78,7 +97,13 @@ def write_stream(datamodule: SSLDataModule, out: str, chunk_bytes: str = "64MB",
         bank = datamodule.bank_set
         if bank is not None and bank is not train:
             splits["bank"] = bank
-    kinds = {name: write_split(dataset, str(out_path / name), chunk_bytes, progress, name) for name, dataset in splits.items()}
+    kinds = {}
+    for name, dataset in splits.items():
+        kinds[name] = write_split(dataset, str(out_path / name), chunk_bytes, progress, name)
+        if upload_to is not None:
+            upload_folder(out_path / name, split_dir(upload_to, name), progress, name)
+            upload_file(out_path / f"{name}_labels.npy", labels_file(upload_to, name))
+            shutil.rmtree(out_path / name)
     if len(set(kinds.values())) != 1:
         raise UserError(f"the splits store images differently ({kinds}); this DataModule cannot be streamed")
     meta = {
@@ -91,6 +116,8 @@ def write_stream(datamodule: SSLDataModule, out: str, chunk_bytes: str = "64MB",
         "source": source or {},
     }
     (out_path / META_FILE).write_text(json.dumps(meta, indent=2))
+    if upload_to is not None:
+        upload_file(out_path / META_FILE, f"{upload_to}/{META_FILE}")
     return meta
 
 
