@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install train test test-full lint bench clean
+.PHONY: install train test test-full lint bench clean peers-env peers
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,20 @@ test-full: test
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests experiments
+
+## The peer benchmark's own environment (experiments/peers/.venv: lightly, stable-pretraining, this project),
+## then the benchmark itself (experiments/results/peers.md; CIFAR-10 in data/cifar10, see experiments/peers/bench.py).
+PEERS_VENV := experiments/peers/.venv
+$(PEERS_VENV)/.installed: experiments/peers/requirements.txt pyproject.toml
+	test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(PEERS_VENV)/bin/python -m pip install --quiet -r experiments/peers/requirements.txt
+	touch $@
+
+peers-env: $(PEERS_VENV)/.installed
+
+peers: peers-env
+	flock /tmp/frossl_heavy.lock $(PEERS_VENV)/bin/python -m experiments.peers.bench $(ARGS)
 
 clean:
 	rm -rf outputs .pytest_cache

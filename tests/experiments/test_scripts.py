@@ -25,6 +25,7 @@ CASES = {
     "bench_decode": (lambda root, tmp: ["--cifar", str(root), "--scratch", str(tmp / "scratch")], "| CIFAR-10 LitData stream |"),
     "bench_losses": (lambda root, tmp: [], "| 32 | 64 | 2 |"),
     "bench_methods_cifar10": (lambda root, tmp: ["--root", str(root), "--runs-dir", str(tmp / "runs")], "| frossl_v2 | 2 |"),
+    "bench_methods_digits": (lambda root, tmp: ["--runs-dir", str(tmp / "runs")], "| frossl |"),
     "bench_step": (lambda root, tmp: ["--root", str(root)], "| small_cnn | eager |"),
     "gpu_check": (lambda root, tmp: ["--root", str(root)], "| eager fp32 |"),
     "laptop_cifar10": (lambda root, tmp: ["--root", str(root), "--runs-dir", str(tmp / "runs")], "| frossl |"),

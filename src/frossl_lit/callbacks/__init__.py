@@ -7,6 +7,7 @@ from frossl_lit.callbacks.progress import LossProgressBar
 from frossl_lit.callbacks.spectrum import SpectrumDiagnostics, effective_rank
 from frossl_lit.callbacks.step_checkpoint import StepCheckpoint
 from frossl_lit.callbacks.throughput import ThroughputMonitor
+from frossl_lit.callbacks.time_budget import TimeBudget
 
 __all__ = [
     "DivergenceGuard",
@@ -18,6 +19,7 @@ __all__ = [
     "SpectrumDiagnostics",
     "StepCheckpoint",
     "ThroughputMonitor",
+    "TimeBudget",
     "effective_rank",
     "plot_run",
 ]

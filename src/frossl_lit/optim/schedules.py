@@ -17,6 +17,14 @@ class WarmupCosine:
         self.total_steps, self.warmup_steps = max(1, total_steps), min(max(0, warmup_steps), max(0, total_steps - 1))
         self.final, self.warmup_start = final, warmup_start
 
+    def retarget(self, total_steps: int, step: int) -> None:
+        """Span ``total_steps`` from now on (``callbacks.budget``); a warm-up still under way at ``step`` keeps its
+        fraction of the schedule, one that is over keeps its length."""
+        if step < self.warmup_steps:
+            self.warmup_steps = max(step, round(self.warmup_steps * total_steps / self.total_steps))
+        self.total_steps = max(1, total_steps)
+        self.warmup_steps = min(self.warmup_steps, max(0, self.total_steps - 1))
+
     def __call__(self, step: int) -> float:
         if step < self.warmup_steps:
             return self.warmup_start + (1 - self.warmup_start) * step / self.warmup_steps
