@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import lightning as L
@@ -16,33 +15,49 @@ from frossl_lit.optim.schedules import WarmupCosine
 from frossl_lit.runtime.errors import UserError, number, positive_int, require
 
 
-@dataclass(frozen=True)
-class Pace:
-    """What the plan knows of the machine: seconds per training step, and what an epoch's end costs with and
-    without a scheduled evaluation (validation, kNN pass, the next epoch's loader start)."""
+class EpochEnds:
+    """What an epoch's end costs (validation, the evaluations that run after it, the loader's restart), measured
+    per set of scheduled evaluations that run then: a key holds one ``1`` / ``0`` per ``ScheduledEvaluation`` of
+    the run (e.g. ``"10"``: the label-free figures every epoch, the kNN pass every second epoch not this time), so
+    a run whose evaluations have different periods prices each kind of epoch end by its own measurement."""
 
-    step: float
-    end_with_eval: float
-    end_plain: float
+    def __init__(self, measured: dict[str, float] | None = None, first_gap: float | None = None) -> None:
+        self.measured = dict(measured or {})
+        self.first_gap = first_gap  # fit start -> first step: every at_start evaluation + the loader's start
+
+    def record(self, key: str, seconds: float) -> None:
+        self.measured[key] = seconds
+
+    def cost(self, key: str) -> float:
+        """The measured cost of ``key``; unmeasured: the cheapest measured end that ran at least the same
+        evaluations, else the gap before the first step (it ran every evaluation), else the dearest end measured."""
+        if key in self.measured:
+            return self.measured[key]
+        covering = [v for k, v in self.measured.items() if all(b >= a for a, b in zip(key, k))]
+        if covering:
+            return min(covering)
+        if self.first_gap is not None:
+            return self.first_gap
+        return max(self.measured.values(), default=0.0)
 
 
-def plan_steps(seconds_left: float, step: int, steps_per_epoch: int, pace: Pace, evaluates_after, final_eval: float) -> int:
+def plan_steps(seconds_left: float, step: int, steps_per_epoch: int, step_seconds: float, end_cost,
+               final_eval: float) -> int:
     """The total number of optimizer steps the run can take from ``step`` with ``seconds_left``: whole epochs while
-    they fit (each epoch's end costs ``pace.end_with_eval`` where ``evaluates_after(epoch)`` is true, else
-    ``pace.end_plain``), then the steps of a last partial epoch, keeping ``final_eval`` seconds for the evaluation
-    that follows the last step. Never fewer than ``step + 1``."""
+    they fit (the end of epoch e costs ``end_cost(e)`` seconds), then the steps of a last partial epoch, keeping
+    ``final_eval`` seconds for the evaluation that follows the last step. Never fewer than ``step + 1``."""
     left = seconds_left - final_eval
     done_in_epoch = step % steps_per_epoch
     epoch = step // steps_per_epoch
     total = step
     while True:
         room = steps_per_epoch - done_in_epoch
-        if room * pace.step > left:
-            total += max(0, int(left / pace.step))
+        if room * step_seconds > left:
+            total += max(0, int(left / step_seconds))
             break
-        left -= room * pace.step
+        left -= room * step_seconds
         total += room
-        end = pace.end_with_eval if evaluates_after(epoch) else pace.end_plain
+        end = end_cost(epoch)
         if end >= left:  # the epoch's end is the run's end: its evaluation is the final one
             break
         left -= end
@@ -56,7 +71,7 @@ class TimeBudget(L.Callback):
 
     It times ``skip_steps`` then ``calibration_steps`` training steps and plans the total number of steps
     (:func:`plan_steps`), then plans again at the start of every epoch with the last epoch's step time and the
-    measured cost of each epoch's end (with and without a scheduled kNN / label-free evaluation). Each plan sets
+    measured cost of each kind of epoch end (:class:`EpochEnds`: per set of scheduled evaluations that run then). Each plan sets
     the run's ``total_steps`` (momentum and temperature schedules), the span of every warm-up + cosine schedule
     (the method's and a probe's on the pretraining schedule; a warm-up still under way keeps its fraction), and
     ``max_epochs``; the run stops at the planned step, where the cosine ends, and its evaluations run then.
@@ -90,16 +105,17 @@ class TimeBudget(L.Callback):
         self._earlier = 0.0  # seconds of the budget spent by earlier segments (a resumed run)
         self._fit_start = self._last_batch_end = None
         self._reference: tuple[float, int] | None = None  # (time, global step) the step time is measured from
-        self._first_gap: float | None = None  # fit start -> first step: the evaluation before training + loader start
-        self._ends: dict[bool, float] = {}  # measured cost of an epoch's end, with / without an evaluation
+        self._ends = EpochEnds()
         self._step_seconds: float | None = None
 
     def elapsed(self) -> float:
         return self._earlier + time.monotonic() - self._clock_start
 
-    def _evaluates_after(self, trainer: L.Trainer):
+    @staticmethod
+    def _end_key(trainer: L.Trainer):
+        """epoch -> which scheduled evaluations run after it (an :class:`EpochEnds` key)."""
         periods = [c.every_n_epochs for c in trainer.callbacks if isinstance(c, ScheduledEvaluation)]
-        return lambda epoch: any((epoch + 1) % n == 0 for n in periods)
+        return lambda epoch: "".join("1" if (epoch + 1) % n == 0 else "0" for n in periods)
 
     @property
     def active(self) -> bool:
@@ -116,11 +132,11 @@ class TimeBudget(L.Callback):
         if not self.active:  # neither seconds nor steps: the schedule's epochs, untouched
             return
         now = time.monotonic()
-        if self._first_gap is None and self._fit_start is not None:
-            self._first_gap = now - self._fit_start
+        if self._ends.first_gap is None and self._fit_start is not None:
+            self._ends.first_gap = now - self._fit_start
         if batch_idx == 0 and self._last_batch_end is not None and self.fixed_steps is None:
             previous = trainer.current_epoch - 1  # its end, measured: validation, evaluations, the loader's restart
-            self._ends[self._evaluates_after(trainer)(previous)] = now - self._last_batch_end
+            self._ends.record(self._end_key(trainer)(previous), now - self._last_batch_end)
             ref_time, ref_step = self._reference
             if trainer.global_step > ref_step:
                 self._step_seconds = (self._last_batch_end - ref_time) / (trainer.global_step - ref_step)
@@ -151,11 +167,10 @@ class TimeBudget(L.Callback):
         elif self._step_seconds is None:
             return
         else:
-            with_eval = self._ends.get(True, self._first_gap or 0.0)
-            plain = self._ends.get(False, with_eval)
-            pace = Pace(self._step_seconds, with_eval, plain)
+            key = self._end_key(trainer)
+            final = self._ends.cost("1" * len(key(0)))  # the last epoch's end (or a mid-epoch stop) runs them all
             left = self.seconds - self.elapsed() - self.reserve
-            total = plan_steps(left, step, steps_per_epoch, pace, self._evaluates_after(trainer), final_eval=with_eval)
+            total = plan_steps(left, step, steps_per_epoch, self._step_seconds, lambda e: self._ends.cost(key(e)), final)
             total = int(trainer.strategy.broadcast(total, src=0))  # every rank stops at rank 0's step
         self.planned_steps = max(total, step + 1)
         self.plans.append([step, self.planned_steps])
@@ -166,22 +181,23 @@ class TimeBudget(L.Callback):
         if not self.active:
             return {}
         return {"budget_seconds": self.seconds, "budget_planned_steps": self.planned_steps,
-                "budget_plans": [list(p) for p in self.plans], "budget_step_seconds": self._step_seconds}
+                "budget_plans": [list(p) for p in self.plans], "budget_step_seconds": self._step_seconds,
+                "budget_epoch_end_seconds": dict(self._ends.measured)}
 
     def state_dict(self) -> dict[str, Any]:
         if not self.active:
             return {}
         return {"elapsed": self.elapsed(), "planned_steps": self.planned_steps, "plans": self.plans,
-                "step_seconds": self._step_seconds, "ends": {str(k): v for k, v in self._ends.items()},
-                "first_gap": self._first_gap}
+                "step_seconds": self._step_seconds, "ends": dict(self._ends.measured),
+                "first_gap": self._ends.first_gap}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         if not state_dict:
             return
         self._earlier, self._clock_start = float(state_dict["elapsed"]), time.monotonic()
         self.planned_steps, self.plans = state_dict["planned_steps"], [list(p) for p in state_dict["plans"]]
-        self._step_seconds, self._first_gap = state_dict["step_seconds"], state_dict["first_gap"]
-        self._ends = {k == "True": v for k, v in state_dict["ends"].items()}
+        self._step_seconds = state_dict["step_seconds"]
+        self._ends = EpochEnds(state_dict["ends"], state_dict["first_gap"])
 
 
 def retarget(trainer: L.Trainer, pl_module: L.LightningModule, total_steps: int, step: int) -> None:
