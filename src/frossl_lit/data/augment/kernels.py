@@ -14,6 +14,7 @@ parameters per call (per batch), and kornia's per-sample ops cost several times 
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 
@@ -30,6 +31,20 @@ def gray(x: torch.Tensor) -> torch.Tensor:
 
 
 RGB_TO_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+YIQ_TO_RGB = torch.linalg.inv(RGB_TO_YIQ)  # once, on the CPU: on a GPU each inverse was a host sync
+
+
+@functools.lru_cache(maxsize=64)
+def _resident(values: tuple, shape: tuple, device: str) -> torch.Tensor:
+    return torch.tensor(values, dtype=torch.float32).view(shape).to(device)
+
+
+def resident(constant: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A small CPU constant's copy on ``device``, made once per device and value: copying a pageable CPU tensor to
+    a GPU at every view was a host sync each time (experiments/results/gpu_check.md counted 8 a step)."""
+    if device.type == "cpu":
+        return constant
+    return _resident(tuple(constant.flatten().tolist()), tuple(constant.shape), str(device))
 
 
 def hue_rotation(angle: torch.Tensor) -> torch.Tensor:
@@ -39,13 +54,13 @@ def hue_rotation(angle: torch.Tensor) -> torch.Tensor:
     the grey axis. One batched matrix product instead of an RGB→HSV→RGB round trip, which cost 2/3 of a view on
     CPU; it differs from HSV's piecewise hue for strongly saturated colours.
     """
-    to_yiq = RGB_TO_YIQ.to(angle.device)
+    to_yiq, to_rgb = resident(RGB_TO_YIQ, angle.device), resident(YIQ_TO_RGB, angle.device)
     cos, sin = torch.cos(angle), torch.sin(angle)
     rotation = torch.zeros(angle.shape[0], 3, 3, device=angle.device)
     rotation[:, 0, 0] = 1.0
     rotation[:, 1, 1], rotation[:, 1, 2] = cos, -sin
     rotation[:, 2, 1], rotation[:, 2, 2] = sin, cos
-    return torch.linalg.inv(to_yiq) @ rotation @ to_yiq
+    return to_rgb @ rotation @ to_yiq
 
 
 def uniform(shape, low: float, high: float, generator: torch.Generator, device) -> torch.Tensor:

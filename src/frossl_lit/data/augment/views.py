@@ -40,7 +40,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from frossl_lit.data.augment.kernels import apply_recipe
+from frossl_lit.data.augment.kernels import apply_recipe, resident
 from frossl_lit.data.augment.recipe import ViewRecipe
 from frossl_lit.runtime.errors import refuse
 
@@ -170,7 +170,7 @@ class ViewAugment:
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """Floats in [0, 1] → (x − mean) / std per channel."""
-        return (x - self.mean.to(x.device)) / self.std.to(x.device)
+        return (x - resident(self.mean, x.device)) / resident(self.std, x.device)  # no host sync per view
 
     def _apply(self, x: torch.Tensor, recipe: ViewRecipe, crop: bool = True) -> torch.Tensor:
         return apply_recipe(x, recipe, self.generator(x.device), self._order, crop)
