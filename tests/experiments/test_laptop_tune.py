@@ -1,0 +1,33 @@
+"""The laptop presets' equal tuning (experiments/laptop_cifar10.py --tune): every method the same trials over its
+own invariance weight and lr, and each trial's overrides compose into a valid config."""
+
+from __future__ import annotations
+
+import pytest
+from omegaconf import OmegaConf
+
+from experiments import laptop_cifar10
+from frossl_lit.config.compose import compose_train_config
+
+
+@pytest.mark.parametrize("method", sorted(laptop_cifar10.WEIGHTS))
+def test_every_method_gets_the_same_number_of_trials_and_they_compose(method, tmp_path):
+    weights, lrs = laptop_cifar10.trials(method), laptop_cifar10.trials(method, best=0.5)
+    assert len(weights) == len(laptop_cifar10.FACTORS) and len(lrs) == len(laptop_cifar10.LR_FACTORS)
+    key, published, _ = laptop_cifar10.WEIGHTS[method]
+    for _, overrides in [*weights, *lrs]:
+        cfg = compose_train_config([f"experiment={method}_cifar10_laptop", *overrides], tmp_path)
+        assert cfg.method._target_.lower().endswith(method.replace("_", "")), cfg.method._target_
+        for override in overrides:
+            name, value = override.split("=")
+            assert OmegaConf.select(cfg, name) == pytest.approx(float(value))
+    preset = compose_train_config([f"experiment={method}_cifar10_laptop"], tmp_path)
+    assert preset.schedule.optimizer.lr == laptop_cifar10.LR  # the lr trials scale the preset's own lr
+
+
+def test_the_invariance_factor_maps_onto_each_methods_own_weight():
+    assert [o for _, (o,) in laptop_cifar10.trials("frossl")] == [f"method.invariance_weight={v:g}" for v in (2, 1, 0.5, 0.25)]
+    assert [o for _, (o,) in laptop_cifar10.trials("vicreg")] == [f"method.invariance_weight={v:g}" for v in (50, 25, 12.5, 6.25)]
+    # Barlow Twins' λ weighs redundancy reduction: invariance ×2 is λ ×½
+    assert [o for _, (o,) in laptop_cifar10.trials("barlow_twins")] == [f"method.off_diagonal_weight={v:g}" for v in (0.00255, 0.0051, 0.0102, 0.0204)]
+    assert laptop_cifar10.trials("vicreg", best=0.5)[1][1] == ["method.invariance_weight=12.5", "schedule.optimizer.lr=0.004"]
