@@ -3,7 +3,7 @@
     python -m experiments.laptop_cifar10 --root data/cifar10 [--methods frossl vicreg barlow_twins]
 
 Each method runs ``python -m frossl_lit.train experiment=M_cifar10_laptop data.root=ROOT`` (the same laptop setting,
-experiment/base/cifar10_laptop.yaml, with FroSSL's tuned λ or VICReg's / Barlow Twins' own weights) alone on
+experiment/base/cifar10_laptop.yaml, with each method's weights from the equal tuning below) alone on
 the machine (one after another) and the script records, from the run's metrics.csv, kNN top-1 on the 10% held-out
 split after every epoch against the seconds since the run started (training + every kNN pass, the one before the
 first step included), and the whole command's wall-clock (startup, data loading and the final summary included).
@@ -11,11 +11,11 @@ Writes a table, the curves (JSON; a method run again replaces its own curve) and
 (beside ``--out``: ``<out>_curves.json``, ``<out>.png``). ``--smoke``: FroSSL alone, one epoch of the smallest
 model in fp32, eager.
 
-``--tune``: the equal tuning behind the presets' weights and lr. Every method gets the same six trials, each a
+``--tune``: the equal tuning behind the presets' weights and lr. Every method gets the same seven trials, each a
 budgeted run of ``--tune-seconds`` (the preset's setting, its own method): its invariance weight relative to the
-rest of its loss at ×2, ×1, ×½ and ×¼ of the published value (FroSSL's λ, VICReg's λ with μ = 25 and ν = 1,
-Barlow Twins' off-diagonal weight at ×½, ×1, ×2, ×4, which weighs its invariance term the same way) at the
-preset's lr, then the best of those at half and twice the lr. The table of every trial and each method's best go
+rest of its loss at ×2, ×1, ×½, ×¼ and ×⅛ of the published value (FroSSL's λ, VICReg's λ with μ = 25 and ν = 1,
+Barlow Twins' off-diagonal weight at ×½, ×1, ×2, ×4, ×8, which weighs its invariance term the same way) at the
+preset's lr, then the best of those at half and twice the lr. A run finished earlier in ``--runs-dir`` is reused. The table of every trial and each method's best go
 to the results file; the presets (conf/experiment/<method>_cifar10_laptop.yaml) carry the best by hand.
 
 Make the CIFAR-10 copy first: python ../shared/tools/cifar10_from_jpg.py ../shared/data/cifar10-train-jpg.tar.gz data/cifar10
@@ -37,7 +37,7 @@ WEIGHTS = {
     "vicreg": ("method.invariance_weight", 25.0, 1),
     "barlow_twins": ("method.off_diagonal_weight", 0.0051, -1),
 }
-FACTORS = (2.0, 1.0, 0.5, 0.25)  # on the invariance term's weight, relative to the published value
+FACTORS = (2.0, 1.0, 0.5, 0.25, 0.125)  # on the invariance term's weight, relative to the published value
 LR = 2.0e-3                      # the preset's (schedule=short)
 LR_FACTORS = (0.5, 2.0)
 SMOKE = [*harness.SMOKE_TRAIN, "schedule.max_epochs=1", "model.compile=false", "model.channels_last=false", "trainer.precision=32-true",

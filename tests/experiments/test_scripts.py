@@ -81,7 +81,7 @@ def test_a_script_runs_as_a_module_from_the_repository_root(tmp_path):
     assert f"Command: `python -m experiments.bench_losses --smoke --out {out}`" in out.read_text()
 
 
-def test_laptop_tuning_runs_six_trials_per_method_and_names_the_best(tiny_cifar, tmp_path, capsys):
+def test_laptop_tuning_runs_seven_trials_per_method_and_names_the_best(tiny_cifar, tmp_path, capsys):
     from experiments import laptop_cifar10
 
     out = tmp_path / "laptop.md"
@@ -89,9 +89,9 @@ def test_laptop_tuning_runs_six_trials_per_method_and_names_the_best(tiny_cifar,
                          "--runs-dir", str(tmp_path / "runs")])
     text = out.read_text()
     rows = [line for line in text.splitlines() if line.startswith("| barlow_twins |")]
-    assert len(rows) == 6, text
-    for value in ("0.00255", "0.0051", "0.0102", "0.0204"):
+    assert len(rows) == 7, text
+    for value in ("0.00255", "0.0051", "0.0102", "0.0204", "0.0408"):
         assert f"off_diagonal_weight={value} |" in text, text
     assert "lr 0.001 |" in text and "lr 0.004 |" in text, text
-    assert "- barlow_twins: method.off_diagonal_weight=" in text and "(6 trials)" in text, text
+    assert "- barlow_twins: method.off_diagonal_weight=" in text and "(7 trials)" in text, text
     assert "failed" not in capsys.readouterr().out
