@@ -15,8 +15,9 @@ model in fp32, eager.
 budgeted run of ``--tune-seconds`` (the preset's setting, its own method): its invariance weight relative to the
 rest of its loss at ×2, ×1, ×½, ×¼ and ×⅛ of the published value (FroSSL's λ, VICReg's λ with μ = 25 and ν = 1,
 Barlow Twins' off-diagonal weight at ×½, ×1, ×2, ×4, ×8, which weighs its invariance term the same way) at the
-preset's lr, then the best of those at half and twice the lr. A run finished earlier in ``--runs-dir`` is reused. The table of every trial and each method's best go
-to the results file; the presets (conf/experiment/<method>_cifar10_laptop.yaml) carry the best by hand.
+preset's lr, then the best of those at half and twice the lr; a trial finished earlier in ``--runs-dir`` is
+reused. The table of every trial and each method's best go to the results file; the presets
+(conf/experiment/<method>_cifar10_laptop.yaml) carry the best by hand.
 
 Make the CIFAR-10 copy first: python ../shared/tools/cifar10_from_jpg.py ../shared/data/cifar10-train-jpg.tar.gz data/cifar10
 """
@@ -114,6 +115,8 @@ def tune(args) -> None:
     for method in args.methods:
         scores: dict[tuple[float, float], float] = {}
         for stage in (None, "lr"):
+            if stage and not scores:
+                break  # every weight trial failed (each printed why): no best weight to try other lrs at
             best = max(scores, key=scores.get)[0] if stage else None
             for index, (label, overrides) in enumerate(trials(method, best)):
                 factor, lr = (best, LR * LR_FACTORS[index]) if stage else (FACTORS[index], LR)
