@@ -66,9 +66,11 @@ def main(argv: list[str] | None = None) -> None:
     cli.add_argument("--root", default="data/cifar10", help="folder holding cifar-10-batches-py/")
     cli.add_argument("--methods", nargs="*", default=["frossl", "vicreg", "barlow_twins"])
     cli.add_argument("--tune", action="store_true", help="the equal tuning trials instead of the presets' runs")
-    cli.add_argument("--tune-seconds", type=int, default=180, help="--tune: each trial's wall-clock budget")
+    cli.add_argument("--tune-seconds", type=positive, default=180, help="--tune: each trial's wall-clock budget")
     args = harness.parse(cli, argv, smoke={"methods": ["frossl"]}, smoke_extra=SMOKE)
     if args.tune:
+        if unknown := [m for m in args.methods if m not in WEIGHTS]:
+            cli.error(f"--tune has trials for {', '.join(WEIGHTS)}, not {', '.join(unknown)}")
         tune(args)
         return
 
@@ -98,6 +100,26 @@ def main(argv: list[str] | None = None) -> None:
     harness.record(args, "laptop presets (experiment=<method>_cifar10_laptop)", "\n".join(lines), details)
 
 
+def positive(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise ValueError(text)
+    return value
+
+
+def same_trial(run_dir: str, overrides: list[str]) -> None:
+    """Stop with one line when ``run_dir`` holds a trial run with other overrides (another --root, --tune-seconds or
+    --extra), which would otherwise be reused as this trial."""
+    stored = harness.path(run_dir) / ".hydra" / "overrides.yaml"
+    if stored.is_file():
+        import yaml
+
+        earlier = [o for o in yaml.safe_load(stored.read_text()) if o != "resume.auto=true"]
+        if earlier != overrides:
+            raise SystemExit(f"{harness.path(run_dir)} holds this trial run with other settings ({' '.join(sorted(set(earlier) ^ set(overrides)))}); "
+                             "pass another --runs-dir, or remove that directory to run it again")
+
+
 def trials(method: str, best: float | None = None) -> list[tuple[str, list[str]]]:
     """The trials of ``method``: its weight at each of FACTORS (lr LR), or with ``best`` (the best factor) at each
     of LR_FACTORS × LR: (what differs, overrides)."""
@@ -121,9 +143,10 @@ def tune(args) -> None:
             for index, (label, overrides) in enumerate(trials(method, best)):
                 factor, lr = (best, LR * LR_FACTORS[index]) if stage else (FACTORS[index], LR)
                 run_dir = f"{args.runs_dir}/tune_{method}_{factor:g}_{lr:g}"
-                summary = harness.train(method, [f"experiment={method}_cifar10_laptop", f"data.root={args.root}",
-                                                 f"callbacks.budget.seconds={args.tune_seconds}", "callbacks.knn.at_start=false",
-                                                 *overrides, *args.extra], run_dir)
+                overrides = [f"experiment={method}_cifar10_laptop", f"data.root={args.root}", f"callbacks.budget.seconds={args.tune_seconds}",
+                             "callbacks.knn.at_start=false", *overrides, *args.extra]
+                same_trial(run_dir, overrides)
+                summary = harness.train(method, overrides, run_dir)
                 if summary is None:
                     continue
                 scores[factor, lr] = summary["knn_top1"]

@@ -31,3 +31,21 @@ def test_the_invariance_factor_maps_onto_each_methods_own_weight():
     # Barlow Twins' λ weighs redundancy reduction: invariance ×2 is λ ×½
     assert [o for _, (o,) in laptop_cifar10.trials("barlow_twins")] == [f"method.off_diagonal_weight={v:g}" for v in (0.00255, 0.0051, 0.0102, 0.0204, 0.0408)]
     assert laptop_cifar10.trials("vicreg", best=0.5)[1][1] == ["method.invariance_weight=12.5", "schedule.optimizer.lr=0.004"]
+
+
+def test_a_trial_directory_from_other_settings_is_refused_in_one_line_and_its_advice_works(tmp_path):
+    run_dir = tmp_path / "runs" / "tune_frossl_1_0.002"
+    (run_dir / ".hydra").mkdir(parents=True)
+    (run_dir / ".hydra" / "overrides.yaml").write_text("- experiment=frossl_cifar10_laptop\n- data.root=A\n- resume.auto=true\n")
+    laptop_cifar10.same_trial(str(run_dir), ["experiment=frossl_cifar10_laptop", "data.root=A"])  # the same trial: reused
+    with pytest.raises(SystemExit, match=r"holds this trial run with other settings \(data.root=A data.root=B\); pass another --runs-dir"):
+        laptop_cifar10.same_trial(str(run_dir), ["experiment=frossl_cifar10_laptop", "data.root=B"])
+    laptop_cifar10.same_trial(str(tmp_path / "other" / "tune_frossl_1_0.002"), ["experiment=frossl_cifar10_laptop", "data.root=B"])
+
+
+@pytest.mark.parametrize("argv, message", [(["--tune", "--methods", "simclr"], "--tune has trials for frossl, vicreg, barlow_twins, not simclr"),
+                                           (["--tune", "--tune-seconds", "0"], "invalid positive value: '0'")])
+def test_wrong_tuning_options_get_one_line(argv, message, capsys):
+    with pytest.raises(SystemExit):
+        laptop_cifar10.main(argv)
+    assert message in capsys.readouterr().err
