@@ -19,7 +19,7 @@ train: $(STAMP)
 	$(BIN)/python -m frossl_lit.train $(ARGS)
 
 ## The test suite without the tests marked slow, one pytest worker per core (pytest-xdist; each worker runs torch
-## on one thread): 3.4–3.9 minutes on 2 cores (1054 tests, AMD EPYC, 2026-12-04). PYTEST_WORKERS=0 runs in one process.
+## on one thread): 3.4–3.9 minutes on 2 cores (1057 tests, AMD EPYC, 2026-12-04). PYTEST_WORKERS=0 runs in one process.
 ## test-full adds the slow ones, in one process with every core (long trainings, DDP hangs and kills, whose timing
 ## one thread would stretch).
 PYTEST_WORKERS ?= auto
