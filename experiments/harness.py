@@ -4,7 +4,8 @@ dated results sections.
 - :func:`parser` / :func:`parse`: the options every script shares (``--out``, ``--smoke``; ``--extra``,
   ``--runs-dir`` and ``--stamp`` for the scripts that train) and the exact command, for the record;
 - :func:`train`: ``python -m frossl_lit.train <overrides>`` in a subprocess into its own run directory, returning
-  the run's ``summary.json`` (a finished run is reused, an interrupted one resumes from its ``last.ckpt``);
+  the run's ``summary.json`` (a finished run is reused, an interrupted one resumes from its ``last.ckpt``, a run of
+  other settings is refused: :func:`frossl_lit.config.compose.settings_changed`);
 - :func:`metrics`, :func:`summary`, :func:`last_values`, :func:`knn_curve`: what a run directory holds
   (``csv/metrics.csv`` through the package's one reader, :func:`frossl_lit.runtime.loggers.read_metrics`);
 - :func:`record`: append (or replace) a section of ``experiments/results/<name>.md`` with the date, the CPU
@@ -95,7 +96,12 @@ def train(name: str, overrides: list[str], run_dir: str | Path) -> dict | None:
     """Run ``python -m frossl_lit.train <overrides> hydra.run.dir=<run_dir>`` from the repository and return its
     summary (``command_seconds``: the command's wall-clock, start-up included), or None when it failed (the tail
     of its stderr printed). A run finished there earlier is returned as it is; an interrupted one resumes."""
+    from frossl_lit.config.compose import settings_changed
+
     run_dir = path(run_dir)
+    if changed := settings_changed(overrides, run_dir):  # never reuse or resume a run of other settings as this one
+        raise SystemExit(f"[{name}] {run_dir} holds a run of other settings ({'; '.join(f'{k}: {a!r} there, {b!r} now' for k, a, b in changed[:3])}); "
+                         "pass another --runs-dir (or --stamp), or remove that directory to run it again")
     if (run_dir / "summary.json").is_file():
         print(f"[{name}] finished earlier in {run_dir}", flush=True)
         return summary(run_dir)

@@ -16,7 +16,8 @@ budgeted run of ``--tune-seconds`` (the preset's setting, its own method): its i
 rest of its loss at ×2, ×1, ×½, ×¼ and ×⅛ of the published value (FroSSL's λ, VICReg's λ with μ = 25 and ν = 1,
 Barlow Twins' off-diagonal weight at ×½, ×1, ×2, ×4, ×8, which weighs its invariance term the same way) at the
 preset's lr, then the best of those at half and twice the lr; a trial finished earlier in ``--runs-dir`` is
-reused. The table of every trial and each method's best go to the results file; the presets
+reused when its recorded config is the one it would compose now (else the script stops in one line:
+``frossl_lit.config.compose.settings_changed``). The table of every trial and each method's best go to the results file; the presets
 (conf/experiment/<method>_cifar10_laptop.yaml) carry the best by hand.
 
 Make the CIFAR-10 copy first: python ../shared/tools/cifar10_from_jpg.py ../shared/data/cifar10-train-jpg.tar.gz data/cifar10
@@ -107,19 +108,6 @@ def positive(text: str) -> int:
     return value
 
 
-def same_trial(run_dir: str, overrides: list[str]) -> None:
-    """Stop with one line when ``run_dir`` holds a trial run with other overrides (another --root, --tune-seconds or
-    --extra), which would otherwise be reused as this trial."""
-    stored = harness.path(run_dir) / ".hydra" / "overrides.yaml"
-    if stored.is_file():
-        import yaml
-
-        earlier = [o for o in yaml.safe_load(stored.read_text()) if o != "resume.auto=true"]
-        if earlier != overrides:
-            raise SystemExit(f"{harness.path(run_dir)} holds this trial run with other settings ({' '.join(sorted(set(earlier) ^ set(overrides)))}); "
-                             "pass another --runs-dir, or remove that directory to run it again")
-
-
 def trials(method: str, best: float | None = None) -> list[tuple[str, list[str]]]:
     """The trials of ``method``: its weight at each of FACTORS (lr LR), or with ``best`` (the best factor) at each
     of LR_FACTORS × LR: (what differs, overrides)."""
@@ -145,7 +133,6 @@ def tune(args) -> None:
                 run_dir = f"{args.runs_dir}/tune_{method}_{factor:g}_{lr:g}"
                 overrides = [f"experiment={method}_cifar10_laptop", f"data.root={args.root}", f"callbacks.budget.seconds={args.tune_seconds}",
                              "callbacks.knn.at_start=false", *overrides, *args.extra]
-                same_trial(run_dir, overrides)
                 summary = harness.train(method, overrides, run_dir)
                 if summary is None:
                     continue

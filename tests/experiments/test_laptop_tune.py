@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from omegaconf import OmegaConf
 
-from experiments import laptop_cifar10
-from frossl_lit.config.compose import compose_train_config
+from experiments import harness, laptop_cifar10
+from frossl_lit.config.compose import compose_train_config, settings_changed
 
 
 @pytest.mark.parametrize("method", sorted(laptop_cifar10.WEIGHTS))
@@ -33,14 +33,24 @@ def test_the_invariance_factor_maps_onto_each_methods_own_weight():
     assert laptop_cifar10.trials("vicreg", best=0.5)[1][1] == ["method.invariance_weight=12.5", "schedule.optimizer.lr=0.004"]
 
 
-def test_a_trial_directory_from_other_settings_is_refused_in_one_line_and_its_advice_works(tmp_path):
+def test_a_run_directory_of_other_settings_is_refused_in_one_line_and_its_advice_works(tmp_path):
+    """The harness reuses (or resumes) a run directory only when its recorded config is what the overrides compose
+    now: other overrides, and a preset edited since the run, are both refused; another --runs-dir runs."""
+    overrides = ["experiment=frossl_cifar10_laptop", "data.root=A", "method.invariance_weight=1"]
     run_dir = tmp_path / "runs" / "tune_frossl_1_0.002"
     (run_dir / ".hydra").mkdir(parents=True)
-    (run_dir / ".hydra" / "overrides.yaml").write_text("- experiment=frossl_cifar10_laptop\n- data.root=A\n- resume.auto=true\n")
-    laptop_cifar10.same_trial(str(run_dir), ["experiment=frossl_cifar10_laptop", "data.root=A"])  # the same trial: reused
-    with pytest.raises(SystemExit, match=r"holds this trial run with other settings \(data.root=A data.root=B\); pass another --runs-dir"):
-        laptop_cifar10.same_trial(str(run_dir), ["experiment=frossl_cifar10_laptop", "data.root=B"])
-    laptop_cifar10.same_trial(str(tmp_path / "other" / "tune_frossl_1_0.002"), ["experiment=frossl_cifar10_laptop", "data.root=B"])
+    recorded = compose_train_config([*overrides, "resume.auto=true"], run_dir)  # resumed once: resume differs
+    OmegaConf.save(recorded, run_dir / ".hydra" / "config.yaml")
+    (run_dir / "summary.json").write_text('{"knn_top1": 0.5}')
+    assert harness.train("frossl", overrides, run_dir) == {"knn_top1": 0.5}  # the same trial: reused
+    with pytest.raises(SystemExit, match=r"^\[frossl\] .*tune_frossl_1_0.002 holds a run of other settings \(data.root: 'A' there, 'B' now\); pass another --runs-dir"):
+        harness.train("frossl", ["experiment=frossl_cifar10_laptop", "data.root=B", "method.invariance_weight=1"], run_dir)
+    recorded.method.projector.out_dim = 2048  # a preset edited after the run, the overrides unchanged
+    OmegaConf.save(recorded, run_dir / ".hydra" / "config.yaml")
+    with pytest.raises(SystemExit, match=r"\(method.projector.out_dim: 2048 there, 1024 now\)"):
+        harness.train("frossl", overrides, run_dir)
+    assert settings_changed(overrides, tmp_path / "other" / "tune_frossl_1_0.002") == []  # the advice: that one runs
+    assert settings_changed(["experiment=no_such_preset"], run_dir) == []  # left to the run's own one line
 
 
 @pytest.mark.parametrize("argv, message", [(["--tune", "--methods", "simclr"], "--tune has trials for frossl, vicreg, barlow_twins, not simclr"),

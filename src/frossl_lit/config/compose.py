@@ -4,8 +4,9 @@ the in-process benchmarks in experiments/ share it)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from frossl_lit.config import CONF_DIR
 
@@ -31,3 +32,23 @@ def compose_train_config(overrides: list[str], output_dir: str | Path, data_dir:
     with open_dict(cfg):
         del cfg["hydra"]
     return cfg
+
+
+def settings_changed(overrides: list[str], run_dir: str | Path) -> list[tuple[str, Any, Any]]:
+    """``(dotted key, recorded, now)`` for every leaf in which the config recorded in ``run_dir/.hydra/config.yaml``
+    differs from what ``overrides`` compose now (other overrides, or a preset or default edited since the run),
+    compared unresolved, except ``paths`` (the run directory's own) and ``resume`` (how the run was started).
+    Empty when nothing is recorded there, or when the overrides do not compose (the run itself then says why in one
+    line). The experiments' harness refuses to reuse or resume a run directory for which this is not empty."""
+    from frossl_lit.runtime.resume import differences
+
+    stored = Path(run_dir) / ".hydra" / "config.yaml"
+    if not stored.is_file():
+        return []
+    try:
+        now = OmegaConf.to_container(compose_train_config(overrides, run_dir), resolve=False)
+    except Exception:  # noqa: BLE001 - a wrong override is the training command's to report
+        return []
+    then = OmegaConf.to_container(OmegaConf.load(stored), resolve=False)
+    return [change for key in sorted(set(then) | set(now), key=str) if key not in ("paths", "resume")
+            for change in differences(then, now, str(key))]
