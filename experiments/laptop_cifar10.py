@@ -17,8 +17,8 @@ rest of its loss at ×2, ×1, ×½, ×¼ and ×⅛ of the published value (FroSS
 Barlow Twins' off-diagonal weight at ×½, ×1, ×2, ×4, ×8, which weighs its invariance term the same way) at the
 preset's lr, then the best of those at half and twice the lr; a trial finished earlier in ``--runs-dir`` is
 reused when its recorded config is the one it would compose now (else the script stops in one line:
-``frossl_lit.config.compose.settings_changed``). The table of every trial and each method's best go to the results file; the presets
-(conf/experiment/<method>_cifar10_laptop.yaml) carry the best by hand.
+``frossl_lit.config.compose.settings_changed``). The table of every trial and each method's best go to the results
+file; the presets (conf/experiment/<method>_cifar10_laptop.yaml) carry the best by hand.
 
 Make the CIFAR-10 copy first: python ../shared/tools/cifar10_from_jpg.py ../shared/data/cifar10-train-jpg.tar.gz data/cifar10
 """

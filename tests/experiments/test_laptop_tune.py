@@ -52,7 +52,7 @@ def test_a_run_directory_of_other_settings_is_refused_in_one_line_and_its_advice
     assert settings_changed(overrides, tmp_path / "other" / "tune_frossl_1_0.002") == []  # the advice: that one runs
     assert settings_changed(["experiment=no_such_preset"], run_dir) == []  # left to the run's own one line
     (run_dir / ".hydra" / "config.yaml").write_text("method:\n  _target_: [unclosed\n")  # a truncated record
-    with pytest.raises(SystemExit, match=r"config.yaml: 'unreadable' there, \"this run's config\" now\); pass another --runs-dir"):
+    with pytest.raises(SystemExit, match=r"config.yaml: 'unreadable' there, 'composed' now\); pass another --runs-dir"):
         harness.train("frossl", overrides, run_dir)
 
 

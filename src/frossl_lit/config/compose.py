@@ -39,7 +39,8 @@ def settings_changed(overrides: list[str], run_dir: str | Path) -> list[tuple[st
     differs from what ``overrides`` compose now (other overrides, or a preset or default edited since the run),
     compared unresolved, except ``paths`` (the run directory's own) and ``resume`` (how the run was started).
     Empty when nothing is recorded there, or when the overrides do not compose (the run itself then says why in one
-    line); an unreadable record is one difference. The experiments' harness refuses to reuse or resume a run directory for which this is not empty."""
+    line); an unreadable record is one difference. The experiments' harness refuses to reuse or resume a run
+    directory for which this is not empty."""
     from frossl_lit.runtime.resume import differences
 
     stored = Path(run_dir) / ".hydra" / "config.yaml"
@@ -52,6 +53,6 @@ def settings_changed(overrides: list[str], run_dir: str | Path) -> list[tuple[st
     try:
         then = OmegaConf.to_container(OmegaConf.load(stored), resolve=False)
     except Exception:  # noqa: BLE001 - truncated or not YAML: its settings are unknown, so they differ
-        return [(str(stored), "unreadable", "this run's config")]
+        return [(str(stored), "unreadable", "composed")]
     return [change for key in sorted(set(then) | set(now), key=str) if key not in ("paths", "resume")
             for change in differences(then, now, str(key))]
